@@ -1,0 +1,67 @@
+# M3SaaS: `make run` serves the demo, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SYSTEM_PACKAGES := pkg-config libmariadb-dev mariadb-client
+MARIADB_CONFIG := tests/mariadb.config.json
+
+.PHONY: run test test-sqlite test-mariadb lint check system-deps venv demo bench clean
+
+## system-deps: install the build headers of mysqlclient and the MariaDB client tools (root + apt)
+system-deps:
+	@if pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null; then \
+		command -v mysqldump >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y -qq mariadb-client >/dev/null; } || true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing $(SYSTEM_PACKAGES) with apt-get"; \
+		(apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null)); \
+	else \
+		echo "mysqlclient needs pkg-config and the MariaDB client headers, which are missing."; \
+		echo "Install them as root, e.g.: apt-get install $(SYSTEM_PACKAGES)"; \
+		echo "(Fedora: dnf install pkgconf mariadb-connector-c-devel; macOS: brew install pkg-config mariadb-connector-c)"; \
+		exit 1; \
+	fi
+
+$(VENV)/.installed: requirements.txt
+	@$(MAKE) --no-print-directory system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+## venv: create .venv with the pinned requirements
+venv: $(VENV)/.installed
+
+## demo: migrate the master, seed the demo tenants and provision their databases
+demo: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed
+	$(PY) manage.py migrate_tenants
+
+## run: serve the API (embedded SQLite default unless CONFIG_FILE says otherwise) on HOST:PORT
+run: demo
+	@echo "Serving on http://$(HOST):$(PORT)/  (try: curl http://$(HOST):$(PORT)/1/test/v1/animals)"
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## test: the whole suite, on SQLite and on MariaDB
+test: venv
+	$(PY) -m pytest
+	CONFIG_FILE=$(MARIADB_CONFIG) $(PY) -m pytest
+
+test-sqlite: venv
+	$(PY) -m pytest
+
+test-mariadb: venv
+	CONFIG_FILE=$(MARIADB_CONFIG) $(PY) -m pytest
+
+## lint: ruff, mypy, Django's checks and a migrations check
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,150 @@
+"""Shared test set-up: the backend pass, the services' availability, tenant fixtures."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from m3saas.tenancy.context import TenantInfo
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _mysql_problem() -> str | None:
+    """Why the configured MariaDB cannot be used, or None when it can."""
+    from m3saas.conf import get_config
+
+    config = get_config()
+    if not config.is_mysql:
+        return None
+    db = config.database
+    if not _reachable(db.host, db.port):
+        return f"MariaDB is not reachable at {db.host}:{db.port}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from m3saas.conf import get_config
+
+    if not get_config().is_mysql:
+        # MariaDB-only tests belong to the MariaDB pass (`make test` runs both passes).
+        kept = [i for i in items if i.get_closest_marker("mariadb") is None]
+        deselected = [i for i in items if i.get_closest_marker("mariadb") is not None]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = kept
+        return
+    problem = _mysql_problem()
+    if problem is None:
+        return
+    if IN_CI:
+        pytest.exit(f"{problem}; under CI=true the MariaDB tests must run, not skip.", returncode=1)
+    skip = pytest.mark.skip(reason=f"{problem}: start MariaDB (see README) to run this pass")
+    for item in items:
+        item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _allow_tenant_connections(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Let tests reach tenant databases, which `make_tenant` creates and drops itself.
+
+    Django's test case forbids connections to aliases not in its `databases`, fixed before
+    the test registers its tenants; tenant aliases are exempted, every other alias is not.
+    """
+    if "_django_db_helper" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from m3saas.tenancy.connections import TENANT_MARK
+
+    guarded = BaseDatabaseWrapper.ensure_connection
+    # pytest-django keeps the unpatched method while it blocks database access.
+    real = request.getfixturevalue("django_db_blocker")._real_ensure_connection
+
+    def ensure_connection(self: BaseDatabaseWrapper) -> None:
+        if self.settings_dict.get(TENANT_MARK):
+            return real(self)
+        return guarded(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaseDatabaseWrapper, "ensure_connection", ensure_connection)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Cached master reads must not leak from one test's (rolled back) rows into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def mqtt_broker() -> tuple[str, int]:
+    """The real broker's address; skips (fails under CI=true) when it does not answer."""
+    host = os.environ.get("MQTT_TEST_HOST", "127.0.0.1")
+    port = int(os.environ.get("MQTT_TEST_PORT", "1883"))
+    if not _reachable(host, port):
+        message = f"MQTT broker not reachable at {host}:{port}: start mosquitto to run this test"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: not skipped)")
+        pytest.skip(message)
+    return host, port
+
+
+MakeTenant = Callable[..., "TenantInfo"]
+
+
+@pytest.fixture
+def make_tenant(db: None) -> Iterator[MakeTenant]:
+    """Create tenants through the production code path; drop their databases afterwards.
+
+    `make_tenant(modules=[("test", 1)], provision=True, **fields)` → `TenantInfo`.
+    """
+    from subscriptions.models import Module, Subscription
+    from tenants.models import Tenant
+    from tenants.selectors import tenant_info_from_row
+    from tenants.services import tenant_database_drop, tenant_provision
+
+    created: list[TenantInfo] = []
+
+    def make(
+        *,
+        modules: list[tuple[str, int]] | tuple[tuple[str, int], ...] = (("test", 1),),
+        provision: bool = True,
+        **fields: Any,
+    ) -> TenantInfo:
+        name = str(fields.pop("name", f"t{uuid.uuid4().hex[:12]}"))
+        tenant = Tenant.objects.create(
+            name=name, user=str(fields.pop("user", name)), password=str(fields.pop("password", "secret")), **fields
+        )
+        for module_name, version in modules:
+            module, _ = Module.objects.get_or_create(name=module_name)
+            Subscription.objects.create(tenant=tenant, module=module, version=version)
+        info = tenant_info_from_row(tenant)
+        created.append(info)
+        if provision:
+            tenant_provision(tenant=info)
+        return info
+
+    yield make
+    for info in created:
+        tenant_database_drop(tenant=info)

@@ -1,0 +1,265 @@
+"""Load and validate the JSON configuration once; typed access through `Config`.
+
+The file comes from `CONFIG_FILE`, else `config.json` at the project root, else the
+embedded default (SQLite files under `var/`, MQTT off). A malformed file stops start-up
+with one `ConfigError` line that names the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+EMBEDDED_SOURCE = "<embedded default>"
+
+BACKEND_MYSQL = "mysql"
+BACKEND_SQLITE = "sqlite"
+
+
+class ConfigError(ImproperlyConfigured):
+    """The configuration file cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    backend: str
+    host: str
+    port: int
+    name: str
+    user: str
+    password: str
+
+
+@dataclass(frozen=True)
+class BackupLimits:
+    per_day: int
+    max: int
+
+
+@dataclass(frozen=True)
+class MQTTConfig:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    embedded: bool
+    sub_directory: str
+    db_salt: str
+    database: DatabaseConfig
+    storage_engine: str
+    collation: str
+    backup: BackupLimits
+    mqtt: MQTTConfig | None
+    var_dir: Path
+
+    @property
+    def is_mysql(self) -> bool:
+        return self.database.backend == BACKEND_MYSQL
+
+    @property
+    def charset(self) -> str:
+        """The character set named by the collation's prefix (`utf8mb4_unicode_ci` → `utf8mb4`)."""
+        return self.collation.split("_", 1)[0]
+
+    @property
+    def tenant_sqlite_dir(self) -> Path:
+        return self.var_dir / "tenants"
+
+
+class _Reader:
+    """Typed look-ups in the parsed JSON that fail with the file and the dotted key."""
+
+    def __init__(self, source: str, data: Any) -> None:
+        self.source = source
+        self.data = data
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: key '{key}' {problem}")
+
+    def section(self, key: str, *, required: bool = True) -> dict[str, Any] | None:
+        value = self._lookup(key, required=required)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be an object, not {type(value).__name__}")
+        return value
+
+    def string(self, key: str, *, default: str | None = None) -> str:
+        value = self._lookup(key, required=default is None)
+        if value is None:
+            assert default is not None
+            return default
+        if not isinstance(value, str):
+            raise self.fail(key, f"must be a string, not {type(value).__name__}")
+        return value
+
+    def integer(self, key: str, *, default: int | None = None) -> int:
+        value = self._lookup(key, required=default is None)
+        if value is None or value == "":
+            if default is None:
+                raise self.fail(key, "is missing")
+            return default
+        if isinstance(value, bool):
+            raise self.fail(key, "must be an integer, not a boolean")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise self.fail(key, f"must be an integer, not {value!r}")
+
+    def _lookup(self, key: str, *, required: bool) -> Any:
+        node: Any = self.data
+        walked: list[str] = []
+        for part in key.split("."):
+            walked.append(part)
+            if not isinstance(node, dict):
+                raise self.fail(".".join(walked[:-1]), "must be an object")
+            if part not in node or node[part] is None:
+                if required:
+                    raise self.fail(".".join(walked), "is missing")
+                return None
+            node = node[part]
+        return node
+
+
+def _var_dir() -> Path:
+    return Path(os.environ.get("VAR_DIR", BASE_DIR / "var")).resolve()
+
+
+def embedded_config() -> Config:
+    """The configuration used when no file is given: SQLite under `var/`, MQTT off."""
+    var_dir = _var_dir()
+    return Config(
+        source=EMBEDDED_SOURCE,
+        embedded=True,
+        sub_directory="",
+        db_salt="embedded-default-salt",
+        database=DatabaseConfig(
+            backend=BACKEND_SQLITE,
+            host="",
+            port=0,
+            name=str(var_dir / "master.sqlite3"),
+            user="",
+            password="",
+        ),
+        storage_engine="",
+        collation="",
+        backup=BackupLimits(per_day=1, max=10),
+        mqtt=None,
+        var_dir=var_dir,
+    )
+
+
+def parse_config(source: str, data: Any) -> Config:
+    """Validate parsed JSON `data` read from `source` and return the typed configuration."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a JSON object")
+    r = _Reader(source, data)
+    r.section("tenants")
+    r.section("tenants.database")
+    backend = r.string("tenants.database.backend", default=BACKEND_MYSQL)
+    if backend not in (BACKEND_MYSQL, BACKEND_SQLITE):
+        raise r.fail("tenants.database.backend", f"must be 'mysql' or 'sqlite', not {backend!r}")
+    var_dir = _var_dir()
+    if backend == BACKEND_MYSQL:
+        database = DatabaseConfig(
+            backend=backend,
+            host=r.string("tenants.database.host"),
+            port=r.integer("tenants.database.port", default=3306),
+            name=r.string("tenants.database.database"),
+            user=r.string("tenants.database.user"),
+            password=r.string("tenants.database.password"),
+        )
+        for key, value in (("host", database.host), ("database", database.name), ("user", database.user)):
+            if not value:
+                raise r.fail(f"tenants.database.{key}", "must not be empty")
+    else:
+        name = r.string("tenants.database.database", default=str(var_dir / "master.sqlite3"))
+        database = DatabaseConfig(backend=backend, host="", port=0, name=name, user="", password="")
+    r.section("tenants.settings", required=False)
+    collation = r.string("tenants.settings.collation", default="utf8mb4_unicode_ci")
+    storage_engine = r.string("tenants.settings.engine", default="InnoDB")
+    if not _is_plain_word(collation):
+        raise r.fail("tenants.settings.collation", f"is not a collation name: {collation!r}")
+    if not _is_plain_word(storage_engine):
+        raise r.fail("tenants.settings.engine", f"is not a storage engine name: {storage_engine!r}")
+    r.section("tenants.backup", required=False)
+    backup = BackupLimits(
+        per_day=r.integer("tenants.backup.perDay", default=1),
+        max=r.integer("tenants.backup.max", default=10),
+    )
+    mqtt: MQTTConfig | None = None
+    if r.section("mqtt", required=False) is not None and r.string("mqtt.host", default=""):
+        port = r.integer("mqtt.port", default=1883)
+        if not 0 < port < 65536:
+            raise r.fail("mqtt.port", f"must be a TCP port, not {port}")
+        mqtt = MQTTConfig(
+            host=r.string("mqtt.host"),
+            port=port,
+            username=r.string("mqtt.username", default="") or None,
+            password=r.string("mqtt.password", default="") or None,
+        )
+    return Config(
+        source=source,
+        embedded=False,
+        sub_directory=r.string("sub_directory", default="").strip("/"),
+        db_salt=r.string("dbSalt", default=""),
+        database=database,
+        storage_engine=storage_engine,
+        collation=collation,
+        backup=backup,
+        mqtt=mqtt,
+        var_dir=var_dir,
+    )
+
+
+def _is_plain_word(value: str) -> bool:
+    return bool(value) and value.replace("_", "").isalnum() and value.isascii()
+
+
+def config_path() -> Path | None:
+    """The file to read: `CONFIG_FILE`, else `config.json` at the root, else none."""
+    configured = os.environ.get("CONFIG_FILE")
+    if configured:
+        return Path(configured)
+    fallback = BASE_DIR / "config.json"
+    return fallback if fallback.exists() else None
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate the configuration at `path` (default: `config_path()`)."""
+    path = path if path is not None else config_path()
+    if path is None:
+        return embedded_config()
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    return parse_config(source, data)
+
+
+_loaded: Config | None = None
+
+
+def get_config() -> Config:
+    """The process's configuration, loaded on first use."""
+    global _loaded
+    if _loaded is None:
+        _loaded = load_config()
+    return _loaded

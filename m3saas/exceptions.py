@@ -1,0 +1,68 @@
+"""One error hierarchy; each class declares its HTTP status, code and default message."""
+
+from __future__ import annotations
+
+
+class ApplicationError(Exception):
+    """An error a client or an operator can act on; rendered as `{"error": {"code", "message"}}`."""
+
+    status_code = 400
+    code = "error"
+    default_message = "The request cannot be served."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class NotFoundError(ApplicationError):
+    status_code = 404
+    code = "not_found"
+    default_message = "Not found."
+
+
+class TenantNotFoundError(NotFoundError):
+    code = "tenant_not_found"
+    default_message = "No such tenant."
+
+
+class UnknownModuleError(NotFoundError):
+    code = "module_not_found"
+    default_message = "No such module."
+
+
+class ModuleNotSubscribedError(NotFoundError):
+    code = "module_not_subscribed"
+    default_message = "The tenant is not subscribed to this module."
+
+
+class VersionNotFoundError(NotFoundError):
+    code = "version_not_found"
+    default_message = "No such module version."
+
+
+class ServiceUnavailableError(ApplicationError):
+    status_code = 503
+    code = "service_unavailable"
+    default_message = "A service the request needs is unavailable; try again shortly."
+
+
+class TenantNotSetError(RuntimeError):
+    """A module model was used outside a tenant context: a programming error, never a fallback."""
+
+
+class InvalidIdentifierError(ApplicationError):
+    code = "invalid_identifier"
+    default_message = "Not a safe identifier."
+
+
+class ProvisioningError(ApplicationError):
+    status_code = 500
+    code = "provisioning_failed"
+    default_message = "The tenant database could not be prepared."
+
+
+class ModuleDependencyError(ApplicationError):
+    status_code = 500
+    code = "module_dependency_error"
+    default_message = "The tenant's module dependencies cannot be resolved."

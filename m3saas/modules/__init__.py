@@ -1,0 +1,1 @@
+"""Discovery, versions, URL mounting and checks of the business modules under `modules/`."""

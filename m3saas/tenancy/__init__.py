@@ -1,0 +1,1 @@
+"""Tenancy plumbing: the tenant context, connection registration, routing, middleware."""

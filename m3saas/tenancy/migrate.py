@@ -1,0 +1,59 @@
+"""Migrate one tenant database with exactly the module apps the tenant has.
+
+Django's `migrate` records a migration as applied even where the router skipped all of its
+operations, so a module subscribed later would never get its tables. Here the plan is built
+from the tenant's module apps only, so a later subscription is migrated on the next run.
+"""
+
+from __future__ import annotations
+
+from django.db import connections
+from django.db.migrations.executor import MigrationExecutor
+
+from m3saas.exceptions import ApplicationError
+from m3saas.tenancy.connections import tenant_connection_register
+from m3saas.tenancy.context import TenantInfo, use_tenant
+
+
+class TenantMigrationError(ApplicationError):
+    status_code = 500
+    code = "tenant_migration_failed"
+    default_message = "The tenant database could not be migrated."
+
+
+def _targets(executor: MigrationExecutor, labels: tuple[str, ...]) -> list[tuple[str, str]]:
+    graph = executor.loader.graph
+    known = {app for app, _ in graph.nodes}
+    return [node for label in labels if label in known for node in graph.leaf_nodes(label)]
+
+
+def tenant_migration_plan(executor: MigrationExecutor, labels: tuple[str, ...]) -> list[str]:
+    """Names of the pending migrations of `labels`; raises if they need any other app."""
+    plan = executor.migration_plan(_targets(executor, labels))
+    foreign = sorted({m.app_label for m, _ in plan if m.app_label not in labels})
+    if foreign:
+        raise TenantMigrationError(
+            f"Module migrations depend on apps outside the tenant's modules ({', '.join(foreign)}); "
+            "module migrations may depend only on their own module and its declared dependencies."
+        )
+    return [f"{m.app_label}.{m.name}" for m, _ in plan]
+
+
+def tenant_migrate_schema(tenant: TenantInfo) -> list[str]:
+    """Apply the tenant's pending module migrations; return their names (`app.migration`)."""
+    alias = tenant_connection_register(tenant)
+    connection = connections[alias]
+    executor = MigrationExecutor(connection)
+    labels = tenant.module_labels
+    pending = tenant_migration_plan(executor, labels)
+    if pending:
+        # Inside the tenant's context the router answers from `tenant`, not from the master.
+        with use_tenant(tenant):
+            executor.migrate(_targets(executor, labels))
+    return pending
+
+
+def tenant_pending_migrations(tenant: TenantInfo) -> list[str]:
+    """The tenant's module migrations not applied yet."""
+    alias = tenant_connection_register(tenant)
+    return tenant_migration_plan(MigrationExecutor(connections[alias]), tenant.module_labels)

@@ -1,0 +1,45 @@
+"""Send module models to the current tenant's database and master models to `default`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Model
+
+from m3saas.modules.registry import is_module_label
+from m3saas.tenancy.connections import is_tenant_alias
+from m3saas.tenancy.context import tenant_current, tenant_current_or_none
+
+
+class TenantRouter:
+    """Answers `None` where Django's default is right; never guesses a tenant."""
+
+    def _db_for(self, model: type[Model], **hints: Any) -> str | None:
+        if is_module_label(model._meta.app_label):
+            # Raises outside a tenant context: never a silent read of another database.
+            return tenant_current().alias
+        return None
+
+    db_for_read = _db_for
+    db_for_write = _db_for
+
+    def allow_relation(self, obj1: Model, obj2: Model, **hints: Any) -> bool | None:
+        if is_module_label(obj1._meta.app_label) != is_module_label(obj2._meta.app_label):
+            return False
+        return None
+
+    def allow_migrate(self, db: str, app_label: str, model_name: str | None = None, **hints: Any) -> bool | None:
+        module_app = is_module_label(app_label)
+        if db == DEFAULT_DB_ALIAS:
+            return False if module_app else None
+        if is_tenant_alias(db):
+            if not module_app:
+                return False
+            tenant = tenant_current_or_none()
+            if tenant is None or tenant.alias != db:
+                from tenants.selectors import tenant_info_get_by_alias
+
+                tenant = tenant_info_get_by_alias(db)
+            return app_label in tenant.module_labels
+        return None

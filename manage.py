@@ -1,0 +1,30 @@
+#!/usr/bin/env python
+"""Django's command-line utility, with tenant aliases registered before options are parsed."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "m3saas.settings")
+    import django
+    from django.core.management import execute_from_command_line
+
+    from m3saas.conf import ConfigError
+
+    try:
+        django.setup()
+    except ConfigError as exc:
+        sys.stderr.write(f"M3SaaS cannot start: {exc}\n")
+        raise SystemExit(2) from None
+    # Database-aware commands fix their --database choices when their parser is built.
+    from m3saas.tenancy.connections import tenant_connections_register_all
+
+    tenant_connections_register_all()
+    execute_from_command_line(sys.argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Business modules: `modules/<name>/v<N>/` is one Django app per major version."""

@@ -1,0 +1,42 @@
+"""The animals API, as in the original: list, create, delete, and replace from v1.1 on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from m3saas.exceptions import NotFoundError
+from modules.test.v1.models import Animal
+from modules.test.v1.serializers import AnimalInputSerializer, AnimalOutputSerializer
+
+
+class AnimalListView(APIView):
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        return Response(AnimalOutputSerializer(Animal.objects.all(), many=True).data)
+
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        data = AnimalInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        animal = Animal.objects.create(name=data.validated_data["name"])
+        return Response(AnimalOutputSerializer(animal).data, status=status.HTTP_201_CREATED)
+
+
+class AnimalDetailView(APIView):
+    def put(self, request: Request, pk: int, **kwargs: Any) -> Response:
+        if request.module_version < "1.1":
+            raise NotFoundError("Replacing an animal needs version 1.1 or later.")
+        animal = get_object_or_404(Animal, pk=pk)
+        data = AnimalInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        animal.name = data.validated_data["name"]
+        animal.save(update_fields=["name"])
+        return Response(AnimalOutputSerializer(animal).data)
+
+    def delete(self, request: Request, pk: int, **kwargs: Any) -> Response:
+        get_object_or_404(Animal, pk=pk).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from modules.test.v2.models import Animal
+
+
+class AnimalOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Animal
+        fields = ["id", "name", "species"]
+
+
+class AnimalInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255, allow_blank=False, trim_whitespace=True)
+    species = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")

@@ -1,0 +1,40 @@
+"""The animals API, v2: animals carry a species; replacing works in every v2 version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from modules.test.v2.models import Animal
+from modules.test.v2.serializers import AnimalInputSerializer, AnimalOutputSerializer
+
+
+class AnimalListView(APIView):
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        return Response(AnimalOutputSerializer(Animal.objects.all(), many=True).data)
+
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        data = AnimalInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        animal = Animal.objects.create(**data.validated_data)
+        return Response(AnimalOutputSerializer(animal).data, status=status.HTTP_201_CREATED)
+
+
+class AnimalDetailView(APIView):
+    def put(self, request: Request, pk: int, **kwargs: Any) -> Response:
+        animal = get_object_or_404(Animal, pk=pk)
+        data = AnimalInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        animal.name = data.validated_data["name"]
+        animal.species = data.validated_data["species"]
+        animal.save(update_fields=["name", "species"])
+        return Response(AnimalOutputSerializer(animal).data)
+
+    def delete(self, request: Request, pk: int, **kwargs: Any) -> Response:
+        get_object_or_404(Animal, pk=pk).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class SubscriptionsConfig(AppConfig):
+    name = "subscriptions"
+    verbose_name = "Modules and subscriptions"
+
+    def ready(self) -> None:
+        from subscriptions import signals  # noqa: F401  (connects cache invalidation)

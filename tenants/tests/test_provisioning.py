@@ -1,0 +1,148 @@
+"""Tenant databases: idempotent provisioning, safe names, per-tenant migrations, users."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import connections
+
+from m3saas.conf import get_config
+from m3saas.tenancy.migrate import tenant_pending_migrations
+from subscriptions.models import Module, Subscription
+from tenants.models import Tenant
+from tenants.provisioning import provisioner
+from tenants.selectors import tenant_info_from_row
+from tenants.services import tenant_create, tenant_provision
+
+pytestmark = pytest.mark.django_db
+
+
+def tables(alias: str) -> set[str]:
+    with connections[alias].cursor() as cursor:
+        return set(connections[alias].introspection.table_names(cursor))
+
+
+def test_provisioning_twice_changes_nothing(make_tenant):
+    tenant = make_tenant()
+    assert tenant_provision(tenant=tenant) == []
+    assert "test_v1_animal" in tables(tenant.alias)
+
+
+def test_migrate_creates_exactly_the_subscribed_module_tables(make_tenant):
+    tenant = make_tenant(modules=[("test", 2)])
+    names = tables(tenant.alias)
+    assert "test_v2_animal" in names
+    assert "test_v1_animal" not in names
+    assert not {n for n in names if n.startswith(("auth_", "django_content", "tenants_", "subscriptions_"))}
+
+
+def test_late_subscription_gets_its_tables_on_the_next_migration(make_tenant):
+    tenant = make_tenant(modules=[])
+    assert "test_v1_animal" not in tables(tenant.alias)
+    row = Tenant.objects.get(pk=tenant.id)
+    Subscription.objects.create(tenant=row, module=Module.objects.get_or_create(name="test")[0], version=1)
+    updated = tenant_info_from_row(row)
+    assert tenant_pending_migrations(updated) == ["test_v1.0001_initial"]
+    assert tenant_provision(tenant=updated) == ["test_v1.0001_initial"]
+    assert "test_v1_animal" in tables(tenant.alias)
+
+
+def test_manage_migrate_database_tenant(make_tenant, capsys):
+    from m3saas.tenancy.connections import tenant_connections_register_all
+
+    tenant = make_tenant(modules=[("test", 1)], provision=False)
+    tenant_connections_register_all()  # what manage.py does before parsing the command line
+    call_command("migrate", database=tenant.alias, verbosity=1)
+    assert "Applied test_v1.0001_initial" in capsys.readouterr().out
+    assert "test_v1_animal" in tables(tenant.alias)
+
+
+def test_migrate_tenants_reports_each_tenant(make_tenant, capsys):
+    first = make_tenant(provision=False)
+    second = make_tenant(provision=False, modules=[("test", 2)])
+    call_command("migrate_tenants", workers=1)
+    out = capsys.readouterr().out
+    assert f"{first.name}: OK, 1 applied" in out
+    assert f"{second.name}: OK, 1 applied" in out
+    assert "test_v2_animal" in tables(second.alias)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x`; DROP DATABASE tenants; --", "Upper", "1abc", "with-dash", "a" * 49, "test", "test_one", "mysql", "default"],
+)
+def test_unsafe_tenant_names_are_refused(name):
+    with pytest.raises(ValidationError) as error:
+        tenant_create(name=name, user="safe_user", password="pw", provision=False)
+    assert "name" in error.value.message_dict
+    assert not Tenant.objects.exists()
+
+
+def test_unsafe_user_is_refused():
+    with pytest.raises(ValidationError) as error:
+        tenant_create(name="safe_name", user="u'@'%", password="pw", provision=False)
+    assert "user" in error.value.message_dict
+
+
+def test_tenant_create_provisions_when_asked(db):
+    tenant = tenant_create(name="provisioned_one", user="provisioned_one", password="pw", provision=True)
+    info = tenant_info_from_row(tenant)
+    try:
+        assert provisioner().exists(info)
+    finally:
+        from tenants.services import tenant_database_drop
+
+        tenant_database_drop(tenant=info)
+    assert not provisioner().exists(info)
+
+
+@pytest.mark.mariadb
+def test_tenant_user_cannot_reach_another_tenants_database(make_tenant):
+    import MySQLdb
+
+    from m3saas.tenancy.connections import tenant_db_password
+
+    first, second = make_tenant(), make_tenant()
+    db = get_config().database
+    conn = MySQLdb.connect(
+        host=db.host, port=db.port, user=first.user, password=tenant_db_password(first.password), database=first.name
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM test_v1_animal")
+            with pytest.raises(MySQLdb.OperationalError) as denied:
+                cur.execute(f"SELECT COUNT(*) FROM `{second.name}`.test_v1_animal")
+            assert denied.value.args[0] in (1044, 1142)  # access denied to database / table
+            with pytest.raises(MySQLdb.OperationalError):
+                cur.execute(f"CREATE TABLE `{second.name}`.intruder (id INT)")
+    finally:
+        conn.close()
+
+
+@pytest.mark.mariadb
+def test_grant_does_not_treat_underscore_as_a_wildcard(make_tenant):
+    """A grant on `ab_c` must not open `abxc` (MySQL's `_` wildcard)."""
+    import MySQLdb
+
+    from m3saas.tenancy.connections import tenant_db_password
+
+    first = make_tenant(name="gw_a_b")
+    lookalike = make_tenant(name="gwxaxb")
+    db = get_config().database
+    conn = MySQLdb.connect(host=db.host, port=db.port, user=first.user, password=tenant_db_password(first.password))
+    try:
+        with conn.cursor() as cur, pytest.raises(MySQLdb.OperationalError):
+            cur.execute(f"CREATE TABLE `{lookalike.name}`.intruder (id INT)")
+    finally:
+        conn.close()
+
+
+@pytest.mark.mariadb
+def test_tenant_database_uses_the_configured_collation(make_tenant):
+    tenant = make_tenant()
+    with connections["default"].cursor() as cur:
+        cur.execute(
+            "SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", [tenant.name]
+        )
+        assert cur.fetchone()[0] == get_config().collation

@@ -1,0 +1,24 @@
+"""Test settings: the real settings with a throw-away `var/` and unique test database names."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+_var_dir = os.environ.get("VAR_DIR")
+if not _var_dir:
+    _var_dir = tempfile.mkdtemp(prefix="m3saas-test-")
+    os.environ["VAR_DIR"] = _var_dir
+    atexit.register(shutil.rmtree, _var_dir, True)
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
+
+from m3saas.settings import *  # noqa: E402,F403
+from m3saas.settings import CONFIG, DATABASES  # noqa: E402
+
+if CONFIG.is_mysql:
+    # Unique per run, so two suites can share one server.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_m3saas_master_{os.getpid()}"}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,127 @@
+"""Tenant routing: who gets a 404, which version serves, and what a warm request costs."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from m3saas.tenancy.context import tenant_current_or_none
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client() -> APIClient:
+    return APIClient()
+
+
+def test_unknown_tenant_is_404_json(client, make_tenant):
+    response = client.get("/987654/test/v1/animals")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "tenant_not_found"
+
+
+def test_unknown_module_is_404_json(client, make_tenant):
+    tenant = make_tenant()
+    response = client.get(f"/{tenant.id}/nosuchmodule/v1/animals")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "module_not_found"
+
+
+def test_unsubscribed_module_is_404(client, make_tenant):
+    tenant = make_tenant(modules=[])
+    response = client.get(f"/{tenant.id}/test/v1/animals")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "module_not_subscribed"
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/animals", "/x1/animals", "/V1/animals", "/v1z/animals", "/v/animals"])
+def test_missing_or_malformed_version_is_404(client, make_tenant, suffix):
+    tenant = make_tenant()
+    response = client.get(f"/{tenant.id}/test{suffix}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "version_not_found"
+
+
+def test_other_major_version_than_subscribed_is_404(client, make_tenant):
+    tenant = make_tenant(modules=[("test", 1)])
+    response = client.get(f"/{tenant.id}/test/v2/animals")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "version_not_found"
+
+
+def test_v10_is_not_served_by_v1(client, make_tenant):
+    tenant = make_tenant(modules=[("test", 1)])
+    assert client.get(f"/{tenant.id}/test/v10/animals").status_code == 404
+
+
+def test_v2_subscriber_gets_the_v2_shape(client, make_tenant):
+    tenant = make_tenant(modules=[("test", 2)])
+    response = client.post(f"/{tenant.id}/test/v2.3/animals", {"name": "yak", "species": "bovid"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["species"] == "bovid"
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 404
+
+
+def test_unknown_route_inside_a_module_is_404_json(client, make_tenant):
+    tenant = make_tenant()
+    response = client.get(f"/{tenant.id}/test/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_context_is_reset_after_the_request(client, make_tenant):
+    tenant = make_tenant()
+    client.get(f"/{tenant.id}/test/v1/animals")
+    assert tenant_current_or_none() is None
+
+
+def test_module_version_reaches_the_view_as_a_comparable_version(client, make_tenant, monkeypatch):
+    from modules.test.v1 import views
+
+    seen = []
+    original = views.AnimalListView.get
+
+    def spy(self, request, **kwargs):
+        seen.append(request.module_version)
+        return original(self, request, **kwargs)
+
+    monkeypatch.setattr(views.AnimalListView, "get", spy)
+    tenant = make_tenant()
+    client.get(f"/{tenant.id}/test/v1.10/animals")
+    assert str(seen[0]) == "1.10"
+    assert seen[0] > "1.9"
+    assert seen[0].major == 1
+
+
+def test_warm_request_makes_no_master_query(client, make_tenant):
+    tenant = make_tenant()
+    url = f"/{tenant.id}/test/v1/animals"
+    assert client.get(url).status_code == 200  # warms the cache and the connection alias
+    with (
+        CaptureQueriesContext(connections["default"]) as master,
+        CaptureQueriesContext(connections[tenant.alias]) as tenant_db,
+    ):
+        assert client.get(url).status_code == 200
+    assert len(master) == 0, [q["sql"] for q in master.captured_queries]
+    assert len(tenant_db) == 1, [q["sql"] for q in tenant_db.captured_queries]
+
+
+def test_subscription_change_is_seen_on_the_next_request(client, make_tenant):
+    from subscriptions.models import Subscription
+
+    tenant = make_tenant(modules=[("test", 1)])
+    url = f"/{tenant.id}/test/v1/animals"
+    assert client.get(url).status_code == 200
+    Subscription.objects.filter(tenant_id=tenant.id).delete()
+    assert client.get(url).status_code == 404
+
+
+def test_sub_directory_prefixes_every_route():
+    from m3saas.tenancy.middleware import tenant_path_regex
+
+    regex = tenant_path_regex("api/saas")
+    assert regex.match("/api/saas/1/test/v1/animals")
+    assert not regex.match("/1/test/v1/animals")

@@ -43,6 +43,7 @@ MODULE_APPS = discover_module_apps(MODULES_DIR)
 
 INSTALLED_APPS = [
     "m3saas",
+    "m3saas.bookkeeping",
     "tenants",
     "subscriptions",
     "django.contrib.admin",

@@ -32,6 +32,11 @@ class TenantInfo:
     def module_labels(self) -> tuple[str, ...]:
         return tuple(f"{name}_v{major}" for name, major in self.modules)
 
+    @property
+    def app_labels(self) -> tuple[str, ...]:
+        """Every app migrated into the tenant database: the platform's bookkeeping, then modules."""
+        return ("bookkeeping", *self.module_labels)
+
     def has_module(self, name: str, major: int) -> bool:
         return (name, major) in self.modules
 

@@ -44,7 +44,7 @@ def tenant_migrate_schema(tenant: TenantInfo) -> list[str]:
     alias = tenant_connection_register(tenant)
     connection = connections[alias]
     executor = MigrationExecutor(connection)
-    labels = tenant.module_labels
+    labels = tenant.app_labels
     pending = tenant_migration_plan(executor, labels)
     if pending:
         # Inside the tenant's context the router answers from `tenant`, not from the master.
@@ -56,4 +56,4 @@ def tenant_migrate_schema(tenant: TenantInfo) -> list[str]:
 def tenant_pending_migrations(tenant: TenantInfo) -> list[str]:
     """The tenant's module migrations not applied yet."""
     alias = tenant_connection_register(tenant)
-    return tenant_migration_plan(MigrationExecutor(connections[alias]), tenant.module_labels)
+    return tenant_migration_plan(MigrationExecutor(connections[alias]), tenant.app_labels)

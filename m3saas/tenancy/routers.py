@@ -11,7 +11,6 @@ from m3saas.modules.registry import is_module_label
 from m3saas.tenancy.connections import is_tenant_alias
 from m3saas.tenancy.context import tenant_current, tenant_current_or_none
 
-
 # Apps whose tables live in every database: the master's and each tenant's.
 EVERY_DATABASE_APPS = frozenset({"bookkeeping"})
 

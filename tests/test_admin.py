@@ -1,0 +1,67 @@
+"""The operator registers tenants and subscriptions in the Django admin."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+
+from subscriptions.models import Module, Subscription
+from tenants.models import Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client):
+    user = User.objects.create_superuser("operator", "op@example.com", "pw-operator-123")
+    client.force_login(user)
+    return client
+
+
+def test_admin_refuses_an_unsafe_tenant_name(operator, settings):
+    settings.AUTO_MIGRATION = False
+    response = operator.post(
+        "/admin/tenants/tenant/add/",
+        {
+            "name": "x`; DROP DATABASE tenants; --",
+            "user": "safe_user",
+            "password": "pw",
+            "per_day_backups": 1,
+            "max_backups": 10,
+            "subscriptions-TOTAL_FORMS": 0,
+            "subscriptions-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 200
+    assert "is not a safe database name" in response.content.decode()
+    assert not Tenant.objects.exists()
+
+
+def test_admin_lists_show_tenants_modules_and_subscriptions(operator, make_tenant):
+    tenant = make_tenant(provision=False)
+    for url, expected in [
+        ("/admin/tenants/tenant/", tenant.name),
+        ("/admin/subscriptions/module/", "test"),
+        ("/admin/subscriptions/subscription/", tenant.name),
+        ("/admin/subscriptions/moduledependency/", "module dependencies"),
+    ]:
+        response = operator.get(url)
+        assert response.status_code == 200, url
+        assert expected in response.content.decode(), url
+
+
+def test_admin_search_finds_a_tenant_by_name(operator, make_tenant):
+    wanted, other = make_tenant(provision=False), make_tenant(provision=False)
+    page = operator.get("/admin/tenants/tenant/", {"q": wanted.name}).content.decode()
+    assert wanted.name in page
+    assert other.name not in page
+
+
+def test_admin_defaults_for_a_new_subscription_are_version_1(operator, make_tenant):
+    tenant = make_tenant(modules=[], provision=False)
+    module = Module.objects.create(name="zoo")
+    response = operator.post(
+        "/admin/subscriptions/subscription/add/", {"tenant": tenant.id, "module": module.id, "version": 1}
+    )
+    assert response.status_code == 302
+    assert Subscription.objects.get(tenant_id=tenant.id).version == 1

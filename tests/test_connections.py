@@ -1,0 +1,40 @@
+"""Tenant connections are registered lazily and never pile up in a worker."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connections
+from rest_framework.test import APIClient
+
+from m3saas.tenancy.connections import TENANT_MARK, is_tenant_alias, tenant_connection_unregister
+
+pytestmark = pytest.mark.django_db
+
+
+def open_tenant_connections() -> int:
+    return sum(
+        1
+        for c in connections.all(initialized_only=True)
+        if c.connection is not None and c.settings_dict.get(TENANT_MARK)
+    )
+
+
+def test_a_worker_keeps_at_most_the_configured_tenant_connections(make_tenant, settings):
+    settings.TENANT_MAX_OPEN_CONNECTIONS = 2
+    tenants = [make_tenant() for _ in range(5)]
+    for c in connections.all(initialized_only=True):
+        if c.settings_dict.get(TENANT_MARK):
+            c.close()
+    client = APIClient()
+    for tenant in tenants:
+        assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+        assert open_tenant_connections() <= 2
+
+
+def test_first_request_registers_the_tenant_alias(make_tenant):
+    tenant = make_tenant()
+    tenant_connection_unregister(tenant.alias)
+    assert not is_tenant_alias(tenant.alias)
+    assert APIClient().get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert is_tenant_alias(tenant.alias)
+    assert connections.settings[tenant.alias]["ATOMIC_REQUESTS"] is False

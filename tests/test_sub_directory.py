@@ -20,7 +20,9 @@ from tenants.selectors import tenant_info_from_row
 from tenants.services import tenant_provision
 tenant_provision(tenant=tenant_info_from_row(tenant))
 client = Client()
-print(client.get(f"/api/{tenant.id}/test/v1/animals").status_code, client.get(f"/{tenant.id}/test/v1/animals").status_code)
+prefixed = client.get(f"/api/{tenant.id}/test/v1/animals").status_code
+bare = client.get(f"/{tenant.id}/test/v1/animals").status_code
+print(prefixed, bare)
 """
 
 

@@ -30,6 +30,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, router, transaction
+from django.db.models.deletion import Collector
 from django.utils import timezone
 
 from m3saas.bookkeeping.models import SeedRecord
@@ -430,8 +431,10 @@ class _SeedRun:
             querysets.append(queryset)
         deleted: dict[str, int] = defaultdict(int)
         for queryset in querysets:
+            collector = _DatabaseCollector(using=self.alias, origin=queryset)
             try:
-                _, per_model = queryset.delete()
+                collector.collect(queryset)
+                _, per_model = collector.delete()
             except (models.ProtectedError, models.RestrictedError) as exc:
                 raise SeedError(f"deseeding refused, nothing deleted: {exc.args[0]}") from None
             for model_label, count in per_model.items():
@@ -472,6 +475,18 @@ class _SeedRun:
         _clean(row, where)
         _save(row, self.alias, where, force_insert=True)
         return row
+
+
+class _DatabaseCollector(Collector):
+    """Django's deletion collector, minus relations from models that have no table in this database.
+
+    A module may point at a dependency's model; a tenant with the dependency but not that
+    module has no such table, and Django's collector would query it anyway.
+    """
+
+    def related_objects(self, related_model: Any, related_fields: Any, objs: Any) -> Any:
+        queryset = super().related_objects(related_model, related_fields, objs)
+        return queryset if router.allow_migrate_model(self.using, related_model) else queryset.none()
 
 
 def _values(model: type[models.Model], record: dict[str, Any], where: _Where) -> dict[str, Any]:

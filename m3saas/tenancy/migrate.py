@@ -57,3 +57,23 @@ def tenant_pending_migrations(tenant: TenantInfo) -> list[str]:
     """The tenant's module migrations not applied yet."""
     alias = tenant_connection_register(tenant)
     return tenant_migration_plan(MigrationExecutor(connections[alias]), tenant.app_labels)
+
+
+def tenant_unmigrate_app(tenant: TenantInfo, app_label: str) -> list[str]:
+    """Unapply every migration of `app_label` in the tenant database (drops its tables and views).
+
+    `tenant` must list the app among its modules, or the router would skip the operations
+    while the migrations were still recorded as unapplied. Returns the unapplied names.
+    """
+    if app_label not in tenant.module_labels:
+        raise TenantMigrationError(f"{app_label} is not among the modules of the given tenant {tenant.name}.")
+    alias = tenant_connection_register(tenant)
+    executor = MigrationExecutor(connections[alias])
+    plan = executor.migration_plan([(app_label, None)])
+    others = sorted({m.app_label for m, _ in plan if m.app_label != app_label})
+    if others:
+        raise TenantMigrationError(f"Migrations of {', '.join(others)} depend on {app_label}: unapply them first.")
+    if plan:
+        with use_tenant(tenant):
+            executor.migrate([(app_label, None)])
+    return [f"{m.app_label}.{m.name}" for m, _ in plan]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from modules.test.v2.models import Animal
+from modules.test.v2.models import Animal, AnimalStat
 
 
 class AnimalOutputSerializer(serializers.ModelSerializer):
@@ -14,3 +14,9 @@ class AnimalOutputSerializer(serializers.ModelSerializer):
 class AnimalInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255, allow_blank=False, trim_whitespace=True)
     species = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+
+class AnimalStatOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AnimalStat
+        fields = ["letter", "animals"]

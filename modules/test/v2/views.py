@@ -1,4 +1,4 @@
-"""The animals API, v2: animals carry a species; replacing works in every v2 version."""
+"""The animals API, v2: animals carry a species; replacing works in every v2 version; read-only stats."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from modules.test.v2.models import Animal
-from modules.test.v2.serializers import AnimalInputSerializer, AnimalOutputSerializer
+from modules.test.v2.models import Animal, AnimalStat
+from modules.test.v2.serializers import (
+    AnimalInputSerializer,
+    AnimalOutputSerializer,
+    AnimalStatOutputSerializer,
+)
 
 
 class AnimalListView(APIView):
@@ -38,3 +42,10 @@ class AnimalDetailView(APIView):
     def delete(self, request: Request, pk: int, **kwargs: Any) -> Response:
         get_object_or_404(Animal, pk=pk).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AnimalStatListView(APIView):
+    """Animals per first letter, read from the view `test_v2_animal_stats`; only GET (405 otherwise)."""
+
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        return Response(AnimalStatOutputSerializer(AnimalStat.objects.all(), many=True).data)

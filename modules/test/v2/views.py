@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from m3saas.mqtt import mqtt_enabled, tenant_publish
+from m3saas.tenancy.context import tenant_current
 from modules.test.v2.models import Animal, AnimalStat
 from modules.test.v2.serializers import (
     AnimalInputSerializer,
@@ -25,8 +28,13 @@ class AnimalListView(APIView):
     def post(self, request: Request, **kwargs: Any) -> Response:
         data = AnimalInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        animal = Animal.objects.create(**data.validated_data)
-        return Response(AnimalOutputSerializer(animal).data, status=status.HTTP_201_CREATED)
+        with transaction.atomic(using=tenant_current().alias):
+            animal = Animal.objects.create(**data.validated_data)
+            body = AnimalOutputSerializer(animal).data
+            if mqtt_enabled():
+                # Sent when the row is committed, to <tenant name>/animals/created.
+                tenant_publish("animals/created", body, qos=1)
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class AnimalDetailView(APIView):

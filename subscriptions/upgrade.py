@@ -221,9 +221,12 @@ def subscription_upgrade_safe(
     result = UpgradeResult(tenant=tenant.name, module=module, to_version=to_version)
     try:
         subscription_upgrade(tenant=tenant, module=module, to_version=to_version, drop_old=drop_old, result=result)
+    except ApplicationError as exc:
+        logger.warning("moving tenant %s to %s v%s refused: %s", tenant.name, module, to_version, exc.message)
+        result.error = exc.message
     except Exception as exc:  # one tenant's failure must not stop the others
         logger.exception("moving tenant %s to %s v%s failed", tenant.name, module, to_version)
-        result.error = exc.message if isinstance(exc, ApplicationError) else f"{type(exc).__name__}: {exc}"
+        result.error = f"{type(exc).__name__}: {exc}"
     finally:
         result.seconds = time.monotonic() - started
     return result

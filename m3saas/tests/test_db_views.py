@@ -6,10 +6,11 @@ from importlib import import_module
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
+from django.db import connections, models
 from django.db.migrations.state import ProjectState
+from django.test.utils import isolate_apps
 
-from m3saas.db_views import ChangeView, CreateView, DropView, ReadOnlyModelError, view_names
+from m3saas.db_views import ChangeView, CreateView, DropView, ReadOnlyModelError, ViewModel, view_names
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.context import use_tenant
 from m3saas.tenancy.migrate import tenant_migrate_schema, tenant_unmigrate_app
@@ -131,3 +132,24 @@ def test_more_than_one_statement_is_refused(make_tenant):
     with pytest.raises(ValueError, match="one SELECT"):
         run(CreateView("test_v2_other", "SELECT 1 AS a; DROP TABLE test_v2_animal"), tenant)
     assert "test_v2_animal" in connections[tenant.alias].introspection.table_names()
+
+
+def test_a_managed_view_model_is_reported_by_checks():
+    with isolate_apps("m3saas"):
+
+        class Wrong(ViewModel):
+            total = models.IntegerField()
+
+            class Meta:
+                app_label = "m3saas"
+                managed = True
+
+        class Right(ViewModel):
+            total = models.IntegerField()
+
+            class Meta:
+                app_label = "m3saas"
+                managed = False
+
+        assert [error.id for error in Wrong.check()] == ["m3saas.E010"]
+        assert Right.check() == []

@@ -68,8 +68,6 @@ class Command(BaseCommand):
             results = [result]
         failed = [r.tenant for r in results if not r.ok]
         if options["all_tenants"]:
-            self.stdout.write(
-                f"{len(results) - len(failed)} of {len(results)} tenant(s) moved to {module} v{to_version}."
-            )
+            self.stdout.write(f"{len(results) - len(failed)} of {len(results)} tenant(s) on {module} v{to_version}.")
         if failed:
             raise CommandError(f"{len(failed)} tenant(s) failed: {', '.join(failed)}")

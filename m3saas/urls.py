@@ -13,6 +13,7 @@ handler500 = "m3saas.api.server_error_view"
 
 platform_patterns = [
     path("admin/", admin.site.urls),
+    path("", include("tenants.urls")),
     *module_urlpatterns(),
 ]
 

@@ -1,12 +1,44 @@
+"""Admin of modules, dependencies and subscriptions; changes that would not resolve are refused.
+
+A dependency that makes a cycle, that names a module version with no folder, or that would
+give a tenant two major versions of one module is refused, as is a subscription whose
+dependencies clash. With AUTO_MIGRATION on, a saved subscription migrates its tenant.
+"""
+
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.forms import BaseInlineFormSet
+from django.http import HttpRequest
 
 from subscriptions.models import Module, ModuleDependency, Subscription
+from subscriptions.validators import dependencies_validate, subscriptions_validate
+
+
+class DependencyFormSet(BaseInlineFormSet):
+    """A module's dependencies, checked together against every tenant's subscriptions."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors) or not getattr(self.instance, "name", None):
+            return
+        wanted: list[tuple[str, int]] = []
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            if data.get("DELETE") or data.get("dependency") is None:
+                continue
+            wanted.append((data["dependency"].name, data.get("version") or 1))
+        dependencies_validate(module=self.instance.name, dependencies=wanted)
 
 
 class DependencyInline(admin.TabularInline):
     model = ModuleDependency
+    formset = DependencyFormSet
     fk_name = "module"
     extra = 0
 
@@ -18,17 +50,74 @@ class ModuleAdmin(admin.ModelAdmin):
     inlines = [DependencyInline]
 
 
+class ModuleDependencyForm(forms.ModelForm):
+    class Meta:
+        model = ModuleDependency
+        fields = ["module", "dependency", "version"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        module, dependency, version = data.get("module"), data.get("dependency"), data.get("version")
+        if module is None or dependency is None or version is None:
+            return data
+        others = (
+            ModuleDependency.objects.filter(module=module)
+            .exclude(pk=self.instance.pk)
+            .exclude(dependency=dependency)
+            .values_list("dependency__name", "version")
+        )
+        dependencies_validate(module=module.name, dependencies=[*others, (dependency.name, version)])
+        return data
+
+
 @admin.register(ModuleDependency)
 class ModuleDependencyAdmin(admin.ModelAdmin):
+    form = ModuleDependencyForm
     list_display = ["id", "module", "dependency", "version"]
     list_filter = ["module", "dependency"]
     search_fields = ["module__name", "dependency__name"]
 
 
+class SubscriptionForm(forms.ModelForm):
+    class Meta:
+        model = Subscription
+        fields = ["tenant", "module", "version"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        tenant, module, version = data.get("tenant"), data.get("module"), data.get("version")
+        if tenant is None or module is None or version is None:
+            return data
+        others = (
+            Subscription.objects.filter(tenant=tenant)
+            .exclude(pk=self.instance.pk)
+            .exclude(module=module)
+            .values_list("module__name", "version")
+        )
+        subscriptions_validate(subscriptions=[*others, (module.name, version)])
+        return data
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
+    form = SubscriptionForm
     list_display = ["id", "tenant", "module", "version"]
     list_filter = ["module", "version"]
     search_fields = ["tenant__name", "module__name", "=tenant__id"]
     list_select_related = ["tenant", "module"]
     autocomplete_fields = ["tenant", "module"]
+
+    def save_model(self, request: HttpRequest, obj: Subscription, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if settings.AUTO_MIGRATION:
+            from tenants.admin import report_result
+            from tenants.models import TenantMigrationRun
+            from tenants.services import tenant_migrate_if_pending
+
+            tenant_id = obj.tenant_id
+            transaction.on_commit(
+                lambda: report_result(
+                    request, tenant_migrate_if_pending(tenant_id=tenant_id, trigger=TenantMigrationRun.Trigger.ADMIN)
+                ),
+                using=DEFAULT_DB_ALIAS,
+            )

@@ -1,29 +1,134 @@
+"""The operator's admin for tenants: subscriptions inline, schema state, migration runs.
+
+With AUTO_MIGRATION on, saving a new tenant or changing its subscriptions (or password)
+provisions, migrates and seeds its database once the change is committed; the outcome is
+shown as a message and recorded as a migration run.
+"""
+
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import QuerySet
+from django.forms import BaseInlineFormSet, ModelForm
+from django.http import HttpRequest
 
 from subscriptions.models import Subscription
-from tenants.models import Tenant
+from subscriptions.validators import subscriptions_validate
+from tenants.models import Tenant, TenantMigrationRun
+from tenants.selectors import tenant_info_from_row
+from tenants.services import (
+    Seeding,
+    TenantMigrationResult,
+    tenant_migrate,
+    tenant_migrate_if_pending,
+    tenants_schema_mark_pending,
+)
+
+
+class SubscriptionFormSet(BaseInlineFormSet):
+    """Refuses a set of subscriptions whose dependencies clash (a cycle, two majors of a module)."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        wanted: list[tuple[str, int]] = []
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            if data.get("DELETE") or data.get("module") is None:
+                continue
+            wanted.append((data["module"].name, data.get("version") or 1))
+        subscriptions_validate(subscriptions=wanted)
 
 
 class SubscriptionInline(admin.TabularInline):
     model = Subscription
+    formset = SubscriptionFormSet
     extra = 0
     autocomplete_fields = ["module"]
 
 
+def report_result(request: HttpRequest, result: TenantMigrationResult | None) -> None:
+    if result is None:
+        return
+    if result.ok:
+        what = f"{len(result.applied)} migration(s) applied" if result.applied else "already up to date"
+        messages.success(request, f"Database of tenant {result.tenant} is ready: {what}.")
+    else:
+        messages.error(request, f"Database of tenant {result.tenant} could not be prepared: {result.error}")
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "user", "per_day_backups", "max_backups", "subscription_count"]
+    list_display = ["id", "name", "user", "per_day_backups", "max_backups", "subscription_count", "schema_state"]
     search_fields = ["name", "user", "=id"]
-    list_filter = ["subscriptions__module"]
+    list_filter = ["schema_state", "subscriptions__module"]
     ordering = ["id"]
     inlines = [SubscriptionInline]
+    actions = ["migrate_now"]
     fieldsets = [
         (None, {"fields": ["name", "user", "password"]}),
         ("Backups", {"fields": ["per_day_backups", "max_backups"]}),
+        ("Database", {"fields": ["schema_state", "schema_state_at"]}),
     ]
 
     @admin.display(description="subscriptions")
     def subscription_count(self, obj: Tenant) -> int:
         return obj.subscriptions.count()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
+        # A renamed database or user would leave the old one behind with the tenant's data.
+        fixed = ["name", "user"] if obj is not None else []
+        return [*fixed, "schema_state", "schema_state_at"]
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "password" in form.changed_data:
+            # The database user's password follows on the next provisioning.
+            tenants_schema_mark_pending(tenant_ids=[obj.pk])
+
+    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if settings.AUTO_MIGRATION:
+            tenant_id = form.instance.pk
+            transaction.on_commit(
+                lambda: report_result(
+                    request, tenant_migrate_if_pending(tenant_id=tenant_id, trigger=TenantMigrationRun.Trigger.ADMIN)
+                ),
+                using=DEFAULT_DB_ALIAS,
+            )
+
+    @admin.action(description="Provision, migrate and seed the selected tenants now")
+    def migrate_now(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for row in queryset.order_by("id"):
+            try:
+                info = tenant_info_from_row(row)
+            except Exception as exc:
+                messages.error(request, f"Tenant {row.name}: {exc}")
+                continue
+            report_result(
+                request, tenant_migrate(tenant=info, seed=Seeding.MAIN, trigger=TenantMigrationRun.Trigger.ADMIN)
+            )
+
+
+@admin.register(TenantMigrationRun)
+class TenantMigrationRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "tenant", "trigger", "status", "started_at", "finished_at", "applied_count"]
+    list_filter = ["status", "trigger"]
+    search_fields = ["tenant__name", "=tenant__id", "error"]
+    list_select_related = ["tenant"]
+    readonly_fields = ["tenant", "trigger", "status", "started_at", "finished_at", "applied", "seeded", "error"]
+
+    @admin.display(description="applied")
+    def applied_count(self, obj: TenantMigrationRun) -> int:
+        return len(obj.applied or [])
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

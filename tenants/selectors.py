@@ -12,7 +12,12 @@ from tenants.models import Tenant
 def _info(tenant: Tenant, graph: dict[str, list[tuple[str, int]]]) -> TenantInfo:
     modules = resolve_modules(tenant_subscriptions(tenant_id=tenant.id), graph)
     return TenantInfo(
-        id=tenant.id, name=tenant.name, user=tenant.user, password=tenant.password, modules=tuple(modules)
+        id=tenant.id,
+        name=tenant.name,
+        user=tenant.user,
+        password=tenant.password,
+        modules=tuple(modules),
+        schema_state=tenant.schema_state,
     )
 
 

@@ -1,24 +1,62 @@
-"""Writes on tenants: creation, database provisioning, migration of one or all tenants."""
+"""Writes on tenants: creation, database provisioning, migration of one or all tenants.
+
+Every migration of a tenant through `tenant_migrate` / `tenants_migrate_all` is recorded in
+the master (`TenantMigrationRun`) and moves `Tenant.schema_state` to `ready` or `failed`,
+unless the tenant was changed again (marked `pending`) while it ran. Master rows are only
+written from the calling thread; worker threads touch tenant databases only.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
 
+from m3saas.exceptions import ApplicationError, ProvisioningError, ServiceUnavailableError, TenantNotFoundError
+from m3saas.tenancy.cache import master_cache_invalidate
 from m3saas.tenancy.connections import tenant_connection_register, tenant_connection_unregister
 from m3saas.tenancy.context import TenantInfo
 from m3saas.tenancy.migrate import tenant_migrate_schema
-from tenants.models import Tenant
+from tenants.models import Tenant, TenantMigrationRun
 from tenants.provisioning import provisioner
-from tenants.selectors import tenant_info_from_row, tenant_info_list
+from tenants.selectors import tenant_info_from_row, tenant_info_get
 
 logger = logging.getLogger(__name__)
+
+State = Tenant.SchemaState
+Trigger = TenantMigrationRun.Trigger
+# A claim by a request older than this is taken to be from a process that died.
+AUTO_MIGRATION_CLAIM_SECONDS = 900
+
+
+class Seeding(StrEnum):
+    """What a migration does with seeds after the schema (as the original's /migrate suffixes)."""
+
+    NONE = "none"
+    MAIN = "main"  # insert missing main seeds, rewrite forced ones
+    FORCE = "force"  # rewrite every main seed
+    TEMPORARY = "temporary"  # main seeds, then the temporary seeds
+    DESEED = "deseed"  # main seeds, then remove the temporary seeds
+
+
+class TenantMigratingError(ServiceUnavailableError):
+    code = "tenant_migrating"
+    default_message = "The tenant's database is being prepared; try again shortly."
+
+
+class TenantNotReadyError(ServiceUnavailableError):
+    code = "tenant_not_ready"
+    default_message = "The tenant's database could not be prepared; the operator has been told."
 
 
 @dataclass
@@ -27,6 +65,8 @@ class TenantMigrationResult:
     applied: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    tenant_id: int | None = None
+    seeded: bool = False
 
     @property
     def ok(self) -> bool:
@@ -43,26 +83,32 @@ def tenant_create(
     max_backups: int = 10,
     provision: bool | None = None,
 ) -> Tenant:
-    """Validate and save a tenant; provision its database when `provision` (default: AUTO_MIGRATION)."""
+    """Validate and save a tenant; provision, migrate and seed its database when `provision`
+    (default: AUTO_MIGRATION). Raises `ProvisioningError` when that fails (the row stays, pending
+    a rerun)."""
     tenant = Tenant(
         id=id, name=name, user=user, password=password, per_day_backups=per_day_backups, max_backups=max_backups
     )
     tenant.full_clean()
-    with transaction.atomic(using="default"):
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
         tenant.save()
     if settings.AUTO_MIGRATION if provision is None else provision:
-        tenant_provision(tenant=tenant_info_from_row(tenant))
+        result = tenant_migrate(tenant=tenant_info_from_row(tenant), seed=Seeding.MAIN, trigger=Trigger.CODE)
+        if not result.ok:
+            raise ProvisioningError(f"Tenant {tenant.name} was saved but its database is not ready: {result.error}")
     return tenant
 
 
 def tenant_provision(*, tenant: TenantInfo) -> list[str]:
     """Create the tenant's database and user if missing and apply its module migrations.
 
-    Idempotent: a second call changes nothing and returns no migrations.
+    Idempotent: a second call changes nothing and returns no migrations. Marks the tenant's
+    schema ready unless it changed meanwhile; seeds are not applied (see `tenant_migrate`).
     """
-    provisioner().create(tenant)
-    tenant_connection_register(tenant)
-    return tenant_migrate_schema(tenant)
+    started = timezone.now()
+    applied = _schema_bring_up(tenant)
+    _schema_state_set(tenant_id=tenant.id, state=State.READY, unless_changed_since=started)
+    return applied
 
 
 def tenant_database_drop(*, tenant: TenantInfo) -> None:
@@ -71,12 +117,196 @@ def tenant_database_drop(*, tenant: TenantInfo) -> None:
     provisioner().drop(tenant)
 
 
-def tenant_migrate(*, tenant: TenantInfo) -> TenantMigrationResult:
-    """Provision and migrate one tenant, catching its failure into the result."""
-    started = time.monotonic()
-    result = TenantMigrationResult(tenant=tenant.name)
+def tenant_migrate(
+    *, tenant: TenantInfo, seed: Seeding = Seeding.NONE, trigger: str = Trigger.COMMAND
+) -> TenantMigrationResult:
+    """Provision, migrate and optionally seed one tenant; record the run; never raises for the
+    tenant's own failure (it is in the result and in the run)."""
+    run = _run_start(tenant_id=tenant.id, trigger=trigger)
+    result = _tenant_work(tenant, seed)
+    _run_finish(run, result)
+    return result
+
+
+def tenants_migrate_all(
+    *,
+    tenants: Iterable[TenantInfo] | None = None,
+    workers: int | None = None,
+    on_result: Callable[[TenantMigrationResult], None] | None = None,
+    seed: Seeding = Seeding.NONE,
+    trigger: str = Trigger.COMMAND,
+    failed_only: bool = False,
+    pending_only: bool = False,
+    on_start: Callable[[int], None] | None = None,
+) -> list[TenantMigrationResult]:
+    """Migrate every tenant (or `tenants`, or those whose last run failed or never finished,
+    or those pending) with at most `workers` in parallel, carrying on past failures.
+
+    `on_start` gets the number of tenants; results come back to `on_result` (in this thread) as
+    tenants finish; the returned list keeps tenant order, unresolvable tenants first.
+    """
+    unresolved: list[tuple[Tenant, str]]
+    if tenants is not None:
+        todo, unresolved = list(tenants), []
+    else:
+        todo, unresolved = _tenants_resolve(_tenant_rows(failed_only=failed_only, pending_only=pending_only))
+    workers = max(1, workers or settings.TENANT_MIGRATION_WORKERS)
+    if on_start:
+        on_start(len(todo) + len(unresolved))
+    failed_early: list[TenantMigrationResult] = []
+    results: dict[int, TenantMigrationResult] = {}
+
+    def finish(run: TenantMigrationRun, result: TenantMigrationResult) -> None:
+        _run_finish(run, result)
+        if on_result:
+            on_result(result)
+
+    for row, error in unresolved:
+        result = TenantMigrationResult(tenant=row.name, tenant_id=row.id, error=error)
+        finish(_run_start(tenant_id=row.id, trigger=trigger), result)
+        failed_early.append(result)
+    with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        runs = [_run_start(tenant_id=info.id, trigger=trigger) for info in todo]
+    for info in todo:
+        # Register in this thread: connection settings are shared by all threads.
+        tenant_connection_register(info)
+
+    if workers == 1 or len(todo) <= 1:
+        for index, (info, run) in enumerate(zip(todo, runs, strict=True)):
+            results[index] = _tenant_work(info, seed)
+            finish(run, results[index])
+    else:
+
+        def work(info: TenantInfo) -> TenantMigrationResult:
+            try:
+                return _tenant_work(info, seed)
+            finally:
+                connections.close_all()
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="migrate") as pool:
+            futures: dict[Future[TenantMigrationResult], int] = {
+                pool.submit(work, info): index for index, info in enumerate(todo)
+            }
+            for future in as_completed(futures):
+                index = futures[future]
+                results[index] = future.result()
+                finish(runs[index], results[index])
+    return failed_early + [results[index] for index in range(len(todo))]
+
+
+def tenants_auto_migrate_pending(*, trigger: str = Trigger.CODE) -> list[TenantMigrationResult]:
+    """With AUTO_MIGRATION on: provision, migrate and seed every tenant whose schema is pending."""
+    if not settings.AUTO_MIGRATION:
+        return []
+    return tenants_migrate_all(pending_only=True, seed=Seeding.MAIN, trigger=trigger)
+
+
+def tenant_auto_migrate(*, tenant: TenantInfo) -> TenantInfo:
+    """For a request: with AUTO_MIGRATION on, bring a pending tenant up to date, once.
+
+    One request claims the work (a conditional update in the master); the others get
+    `TenantMigratingError` (503) meanwhile. A failure is recorded, marks the tenant `failed`
+    (not retried by requests: `migrate_tenants --failed` reruns it) and raises
+    `TenantNotReadyError`. Ready and failed tenants return at once, without a query.
+    """
+    if tenant.schema_state not in (State.PENDING, State.MIGRATING) or not settings.AUTO_MIGRATION:
+        return tenant
+    claimed_at = timezone.now()
+    stale = claimed_at - timedelta(seconds=AUTO_MIGRATION_CLAIM_SECONDS)
+    claimed = (
+        Tenant.objects.filter(pk=tenant.id)
+        .filter(Q(schema_state=State.PENDING) | Q(schema_state=State.MIGRATING, schema_state_at__lt=stale))
+        .update(schema_state=State.MIGRATING, schema_state_at=claimed_at)
+    )
+    master_cache_invalidate()
+    if not claimed:
+        state = Tenant.objects.filter(pk=tenant.id).values_list("schema_state", flat=True).first()
+        if state is None:
+            raise TenantNotFoundError()
+        if state == State.MIGRATING:
+            raise TenantMigratingError()
+        return tenant_info_get(tenant_id=tenant.id)
+    logger.info("auto-migrating tenant %s on its first request", tenant.name)
+    result = tenant_migrate(tenant=tenant, seed=Seeding.MAIN, trigger=Trigger.REQUEST)
+    if not result.ok:
+        raise TenantNotReadyError()
+    return tenant_info_get(tenant_id=tenant.id)
+
+
+def tenant_migrate_if_pending(*, tenant_id: int, trigger: str = Trigger.CODE) -> TenantMigrationResult | None:
+    """With AUTO_MIGRATION on and the tenant's schema pending: provision, migrate and seed it now.
+
+    For the admin's and the services' save paths, after the change is committed.
+    """
+    if not settings.AUTO_MIGRATION:
+        return None
+    row = Tenant.objects.filter(pk=tenant_id, schema_state=State.PENDING).first()
+    if row is None:
+        return None
     try:
-        result.applied = tenant_provision(tenant=tenant)
+        info = tenant_info_from_row(row)
+    except ApplicationError as exc:
+        result = TenantMigrationResult(tenant=row.name, tenant_id=row.id, error=exc.message)
+        _run_finish(_run_start(tenant_id=row.id, trigger=trigger), result)
+        return result
+    return tenant_migrate(tenant=info, seed=Seeding.MAIN, trigger=trigger)
+
+
+def tenants_schema_mark_pending(*, tenant_ids: Iterable[int]) -> int:
+    """Mark tenants' schemas pending (their modules changed); returns how many changed state."""
+    ids = sorted(set(tenant_ids))
+    if not ids:
+        return 0
+    changed = Tenant.objects.filter(pk__in=ids).update(schema_state=State.PENDING, schema_state_at=timezone.now())
+    if changed:
+        master_cache_invalidate()
+    return changed
+
+
+def master_migrate(*, seed: Seeding = Seeding.MAIN) -> None:
+    """Migrate the master database, apply its seeds, then (AUTO_MIGRATION) the pending tenants.
+
+    Raises the first error; tenants that fail are recorded in their runs, not raised.
+    """
+    from django.core.management import call_command
+
+    call_command("migrate", database=DEFAULT_DB_ALIAS, interactive=False, verbosity=0, stdout=io.StringIO())
+    _seeds_run(DEFAULT_DB_ALIAS, seed)
+    tenants_auto_migrate_pending(trigger=Trigger.HTTP)
+
+
+# --- internals ------------------------------------------------------------------------------
+
+
+def _schema_bring_up(tenant: TenantInfo) -> list[str]:
+    provisioner().create(tenant)
+    tenant_connection_register(tenant)
+    return tenant_migrate_schema(tenant)
+
+
+def _seeds_run(alias: str, seed: Seeding) -> bool:
+    if seed == Seeding.NONE:
+        return False
+    from m3saas.seeding import seeds_apply, seeds_temporary_apply, seeds_temporary_remove
+
+    seeds_apply(alias=alias, force=True if seed == Seeding.FORCE else None)
+    if seed == Seeding.TEMPORARY:
+        seeds_temporary_apply(alias=alias)
+    elif seed == Seeding.DESEED:
+        seeds_temporary_remove(alias=alias)
+    return True
+
+
+def _tenant_work(tenant: TenantInfo, seed: Seeding) -> TenantMigrationResult:
+    """The tenant-database part of a migration; catches the tenant's failure into the result."""
+    started = time.monotonic()
+    result = TenantMigrationResult(tenant=tenant.name, tenant_id=tenant.id)
+    try:
+        result.applied = _schema_bring_up(tenant)
+        result.seeded = _seeds_run(tenant.alias, seed)
+    except ApplicationError as exc:
+        logger.warning("migrating tenant %s failed: %s", tenant.name, exc.message)
+        result.error = exc.message
     except Exception as exc:  # one tenant's failure must not stop the others
         logger.exception("migrating tenant %s failed", tenant.name)
         result.error = f"{type(exc).__name__}: {exc}"
@@ -89,40 +319,58 @@ def tenant_migrate(*, tenant: TenantInfo) -> TenantMigrationResult:
 def _close_thread_connections() -> None:
     # Worker threads must not keep one open connection per tenant they migrated.
     for conn in connections.all(initialized_only=True):
-        if conn.alias != "default":
+        if conn.alias != DEFAULT_DB_ALIAS:
             conn.close()
 
 
-def tenants_migrate_all(
-    *,
-    tenants: Iterable[TenantInfo] | None = None,
-    workers: int | None = None,
-    on_result: Callable[[TenantMigrationResult], None] | None = None,
-) -> list[TenantMigrationResult]:
-    """Migrate every tenant (or `tenants`) with at most `workers` in parallel, past failures."""
-    todo = list(tenant_info_list() if tenants is None else tenants)
-    workers = max(1, workers or settings.TENANT_MIGRATION_WORKERS)
-    for info in todo:
-        # Register in this thread: connection settings are shared by all threads.
-        tenant_connection_register(info)
+def _run_start(*, tenant_id: int, trigger: str) -> TenantMigrationRun:
+    return TenantMigrationRun.objects.create(tenant_id=tenant_id, trigger=trigger)
 
-    def run(info: TenantInfo) -> TenantMigrationResult:
+
+def _run_finish(run: TenantMigrationRun, result: TenantMigrationResult) -> None:
+    ok = result.ok
+    TenantMigrationRun.objects.filter(pk=run.pk).update(
+        status=TenantMigrationRun.Status.OK if ok else TenantMigrationRun.Status.FAILED,
+        finished_at=timezone.now(),
+        applied=result.applied,
+        seeded=result.seeded,
+        error=result.error or "",
+    )
+    _schema_state_set(
+        tenant_id=run.tenant_id, state=State.READY if ok else State.FAILED, unless_changed_since=run.started_at
+    )
+
+
+def _schema_state_set(*, tenant_id: int, state: str, unless_changed_since: datetime) -> None:
+    # A tenant marked pending after the run started keeps pending: the run may have missed it.
+    changed = (
+        Tenant.objects.filter(pk=tenant_id, schema_state_at__lte=unless_changed_since)
+        .exclude(schema_state=state)
+        .update(schema_state=state, schema_state_at=timezone.now())
+    )
+    if changed:
+        master_cache_invalidate()
+
+
+def _tenant_rows(*, failed_only: bool, pending_only: bool) -> list[Tenant]:
+    rows = Tenant.objects.order_by("id")
+    if pending_only:
+        rows = rows.filter(schema_state=State.PENDING)
+    if failed_only:
+        latest = TenantMigrationRun.objects.filter(tenant=OuterRef("pk")).order_by("-started_at", "-id")
+        rows = rows.annotate(last_run_status=Subquery(latest.values("status")[:1])).filter(
+            last_run_status__in=[TenantMigrationRun.Status.FAILED, TenantMigrationRun.Status.RUNNING]
+        )
+    return list(rows)
+
+
+def _tenants_resolve(rows: list[Tenant]) -> tuple[list[TenantInfo], list[tuple[Tenant, str]]]:
+    """Resolve each tenant's modules; a tenant whose dependencies do not resolve is set aside."""
+    infos: list[TenantInfo] = []
+    unresolved: list[tuple[Tenant, str]] = []
+    for row in rows:
         try:
-            return tenant_migrate(tenant=info)
-        finally:
-            connections.close_all()
-
-    results: list[TenantMigrationResult] = []
-    if workers == 1 or len(todo) <= 1:
-        for info in todo:
-            result = tenant_migrate(tenant=info)
-            results.append(result)
-            if on_result:
-                on_result(result)
-        return results
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="migrate") as pool:
-        for result in pool.map(run, todo):
-            results.append(result)
-            if on_result:
-                on_result(result)
-    return results
+            infos.append(tenant_info_from_row(row))
+        except ApplicationError as exc:
+            unresolved.append((row, exc.message))
+    return infos, unresolved

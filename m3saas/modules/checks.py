@@ -51,3 +51,83 @@ def check_subscriptions_have_code(app_configs: Any = None, **kwargs: Any) -> lis
                 )
             )
     return messages
+
+
+@register("m3saas")
+def check_module_dependencies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Dependency cycles, dependencies on a module version with no folder, tenants with two majors."""
+    from subscriptions.models import ModuleDependency
+    from subscriptions.selectors import dependency_cycles, dependency_graph, module_conflicts, subscriptions_by_tenant
+    from tenants.models import Tenant
+
+    try:
+        graph = dependency_graph()
+        rows = list(ModuleDependency.objects.values_list("module__name", "dependency__name", "version"))
+        subscriptions = subscriptions_by_tenant()
+    except DatabaseError:
+        return []  # a fresh master without tables: no dependencies yet
+    messages: list[CheckMessage] = [
+        Error(
+            f"Module dependency cycle: {' → '.join(cycle)}.",
+            hint="Delete one of these module dependencies in the admin; a tenant using any of these "
+            "modules cannot be resolved until then.",
+            id="m3saas.E004",
+        )
+        for cycle in dependency_cycles(graph)
+    ]
+    installed = module_versions()
+    for module, dependency, version in sorted(rows):
+        if (dependency, version) not in installed:
+            messages.append(
+                Error(
+                    f"Module '{module}' depends on module '{dependency}' v{version}, but "
+                    f"{settings.MODULES_DIR / dependency / f'v{version}'} is not an installed module version.",
+                    hint="Add the module version folder, or change the dependency's version in the admin.",
+                    id="m3saas.E005",
+                )
+            )
+    conflicts = module_conflicts(subscriptions, graph)
+    names = dict(Tenant.objects.filter(pk__in=list(conflicts)).values_list("pk", "name")) if conflicts else {}
+    for tenant_id, error in sorted(conflicts.items()):
+        messages.append(
+            Error(
+                f"Tenant '{names.get(tenant_id, tenant_id)}': {error.message}",
+                hint="Change the tenant's subscriptions or the module dependencies so that every module is "
+                "needed at one major version.",
+                id="m3saas.E006",
+            )
+        )
+    return messages
+
+
+@register("m3saas")
+def check_cross_module_relations(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A module's foreign key to another app's model must be DO_NOTHING, without a constraint.
+
+    Otherwise deleting the other model's rows makes Django look for dependent rows in a table
+    that tenants without this module do not have (and master tables are in another database).
+    """
+    from django.apps import apps
+    from django.db import models
+
+    labels = {m.label for m in module_versions().values()}
+    messages: list[CheckMessage] = []
+    for label in sorted(labels):
+        for model in apps.get_app_config(label).get_models():
+            for fk in model._meta.get_fields():
+                if not isinstance(fk, models.ForeignKey) or fk.related_model is None:
+                    continue
+                target = fk.related_model._meta.app_label  # type: ignore[union-attr]
+                if target == label:
+                    continue
+                if fk.remote_field.on_delete is not models.DO_NOTHING or getattr(fk, "db_constraint", True):
+                    messages.append(
+                        Error(
+                            f"{model._meta.label}.{fk.name} points to {fk.related_model._meta.label} "  # type: ignore[union-attr]
+                            "in another app.",
+                            hint="Use on_delete=models.DO_NOTHING, db_constraint=False and related_name='+': "
+                            "tenants without this module have no table for it.",
+                            id="m3saas.E007",
+                        )
+                    )
+    return messages

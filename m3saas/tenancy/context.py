@@ -15,6 +15,8 @@ class TenantInfo:
     """What serving a tenant needs, resolved from the master database and cached.
 
     `modules` is ordered dependencies first: `(module name, major version)` pairs.
+    `schema_state` mirrors `Tenant.schema_state` (`pending` until the database is brought up
+    to date after a registration or a subscription change; see `tenants.services`).
     """
 
     id: int
@@ -22,6 +24,7 @@ class TenantInfo:
     user: str
     password: str
     modules: tuple[tuple[str, int], ...] = field(default=())
+    schema_state: str = "ready"
 
     @property
     def alias(self) -> str:

@@ -60,10 +60,13 @@ class TenantMiddleware:
         if match is None or match["module"] in PLATFORM_SEGMENTS:
             return self.get_response(request)
         from tenants.selectors import tenant_info_get
+        from tenants.services import tenant_auto_migrate
 
         try:
             tenant = tenant_info_get(tenant_id=int(match["tenant"]))
             version = resolve_module_version(tenant, match["module"], match["version"])
+            # AUTO_MIGRATION: a pending tenant is brought up to date once; otherwise no query.
+            tenant = tenant_auto_migrate(tenant=tenant)
         except ApplicationError as exc:
             return error_response(exc)
         request.tenant = tenant  # type: ignore[attr-defined]

@@ -1,0 +1,16 @@
+"""Operator routes of the platform (mounted under the config's `sub_directory`)."""
+
+from __future__ import annotations
+
+from django.urls import re_path
+
+from tenants.api import MasterMigrateView, TenantMigrateView
+
+urlpatterns = [
+    re_path(r"^migrate(?:/(?P<action>[a-z]+))?/?$", MasterMigrateView.as_view(), name="migrate"),
+    re_path(
+        r"^(?P<tenant_id>[0-9]+)/migrate(?:/(?P<action>[a-z]+))?/?$",
+        TenantMigrateView.as_view(),
+        name="tenant-migrate",
+    ),
+]

@@ -7,7 +7,7 @@ PORT ?= 8000
 SYSTEM_PACKAGES := pkg-config libmariadb-dev mariadb-client
 MARIADB_CONFIG := tests/mariadb.config.json
 
-.PHONY: run test test-sqlite test-mariadb lint check system-deps venv demo bench clean
+.PHONY: run serve test test-sqlite test-mariadb lint check system-deps venv demo bench clean
 
 ## system-deps: install the build headers of mysqlclient and the MariaDB client tools (root + apt)
 system-deps:
@@ -43,6 +43,11 @@ demo: venv
 run: demo
 	@echo "Serving on http://$(HOST):$(PORT)/  (try: curl http://$(HOST):$(PORT)/1/test/v1/animals)"
 	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## serve: what the container runs: migrate, seed (and with AUTO_MIGRATION the tenants), then gunicorn on HOST:PORT
+serve: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" BIND_ADDRESS=$(HOST) PORT=$(PORT) bin/docker-entrypoint.sh prepare
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" BIND_ADDRESS=$(HOST) PORT=$(PORT) bin/docker-entrypoint.sh serve
 
 ## test: the whole suite, on SQLite and on MariaDB
 test: venv

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,27 @@ CONFIG = get_config()
 
 env = environ.Env()
 
-DEBUG = env.bool("DEBUG", default=CONFIG.embedded)
+# Off unless asked for, even in the embedded default: error pages never show a traceback.
+DEBUG = env.bool("DEBUG", default=False)
 if CONFIG.embedded:
     # The embedded default is for trying M3SaaS on one machine; production sets its own key.
     SECRET_KEY = env.str("SECRET_KEY", default="embedded-default-not-for-production")
 else:
     SECRET_KEY = env.str("SECRET_KEY")
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+# Behind a TLS-terminating proxy: `SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto=https` trusts its
+# header (set it only when the proxy always overwrites that header), and secure cookies.
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+_proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", default="")
+if _proxy_ssl_header:
+    _header, _, _value = _proxy_ssl_header.partition("=")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header.strip().upper().replace("-", "_"), _value.strip() or "https")
+# Request bodies above this many bytes are refused with a 413 JSON error.
+MAX_REQUEST_BODY_SIZE = env.int("MAX_REQUEST_BODY_SIZE", default=2_621_440)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_SIZE
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_TZ = True
 USE_I18N = False
@@ -54,11 +69,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     *MODULE_APPS,
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "m3saas.api.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -104,6 +123,8 @@ def _master_database() -> dict[str, Any]:
                 # One statement per call: a crafted identifier can never smuggle a second one.
                 "multi_statements": False,
                 "init_command": f"SET default_storage_engine={CONFIG.storage_engine}",
+                # A server that is down answers `/health` and requests with a 503 quickly.
+                "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5),
             },
         }
     Path(db.name).parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +143,12 @@ AUTH_PASSWORD_VALIDATORS = [
 
 STATIC_URL = env.str("STATIC_URL", default="static/")
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# WhiteNoise serves the admin's and the API docs' assets: from STATIC_ROOT after
+# `collectstatic` (the Docker image does it), else straight from the apps.
+WHITENOISE_USE_FINDERS = True
+# WhiteNoise warns about a missing STATIC_ROOT; before `collectstatic` it is simply empty.
+with contextlib.suppress(OSError):
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -133,18 +160,37 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "m3saas.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "m3saas.openapi.ModuleAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
+SPECTACULAR_SETTINGS = {
+    "TITLE": "M3SaaS",
+    "DESCRIPTION": "Multi-tenant, modular API: one schema per module version.",
+    "VERSION": None,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Structured logs on stdout: one JSON object per line (LOG_FORMAT=plain for reading by eye).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"tenant": {"()": "m3saas.logging.TenantFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [tenant=%(tenant)s] %(message)s"},
+        "json": {"()": "m3saas.logging.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["tenant"], "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "filters": ["tenant"],
+            "formatter": env.str("LOG_FORMAT", default="json"),
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},

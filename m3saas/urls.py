@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from m3saas.conf import get_config
+from m3saas.health import HealthView
 from m3saas.modules.urls import module_urlpatterns
+from m3saas.openapi import schema_urlpatterns
 
+handler400 = "m3saas.api.bad_request_view"
+handler403 = "m3saas.api.permission_denied_view"
 handler404 = "m3saas.api.not_found_view"
 handler500 = "m3saas.api.server_error_view"
 
 platform_patterns = [
     path("admin/", admin.site.urls),
+    path("health", HealthView.as_view(), name="health"),
+    *schema_urlpatterns(),
     path("", include("tenants.urls")),
     *module_urlpatterns(),
 ]
 
 _prefix = f"{get_config().sub_directory}/" if get_config().sub_directory else ""
-urlpatterns = [path(_prefix, include(platform_patterns))]
+urlpatterns: list[URLPattern | URLResolver] = [path(_prefix, include(platform_patterns))]
+if _prefix:
+    # Load balancers and the container's health check ask `/health`, whatever the prefix.
+    urlpatterns.insert(0, path("health", HealthView.as_view(), name="health-root"))

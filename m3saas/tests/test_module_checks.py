@@ -27,7 +27,7 @@ def test_malformed_version_folders_are_reported_with_path_and_fix(tmp_path, sett
     messages = check_module_folders()
     assert len(messages) == 1
     assert str(bad) in messages[0].msg
-    assert "v1, v4, v64" in messages[0].hint
+    assert "v1, v4, v64" in (messages[0].hint or "")
 
 
 @pytest.mark.parametrize("folder", ["v1", "v4", "v64"])

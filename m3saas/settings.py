@@ -53,6 +53,15 @@ TENANT_MIGRATION_WORKERS = env.int("TENANT_MIGRATION_WORKERS", default=4)
 # Host part of the tenant database users (`user@host`).
 TENANT_DB_USER_HOST = env.str("TENANT_DB_USER_HOST", default="%")
 
+# Backups (`manage.py backup`, `runcrons`): where files go, and how often `runcrons` takes one
+# of each database (BACKUP_REPEAT: day, week, month, year, or off; every BACKUP_INTERVAL units).
+BACKUP_DIR = Path(env.str("BACKUP_DIR", default=str(CONFIG.var_dir / "backups")))
+BACKUP_REPEAT = env.str("BACKUP_REPEAT", default="month")
+BACKUP_INTERVAL = env.int("BACKUP_INTERVAL", default=1)
+# The MariaDB client tools used for tenant and master backups.
+MYSQLDUMP_COMMAND = env.str("MYSQLDUMP_COMMAND", default="mysqldump")
+MYSQL_COMMAND = env.str("MYSQL_COMMAND", default="mysql")
+
 MODULES_DIR = Path(env.str("MODULES_DIR", default=str(BASE_DIR / "modules")))
 MODULE_APPS = discover_module_apps(MODULES_DIR)
 

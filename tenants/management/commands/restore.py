@@ -1,0 +1,53 @@
+"""Restore a tenant database from one of its backups (newest, newest of a day, or exact)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from m3saas.exceptions import ApplicationError
+from tenants.backups import backup_restore, backup_select, backup_target_get
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"--date {value!r}: use YYYY-MM-DD") from None
+
+
+class Command(BaseCommand):
+    help = (
+        "Replace a tenant's data with a backup: the newest, the newest of --date YYYY-MM-DD, "
+        "or exactly --date YYYY-MM-DD --series HHMMSS. Other tenants are not touched."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--tenant", metavar="NAME", required=True, help="The tenant to restore.")
+        parser.add_argument("--date", metavar="YYYY-MM-DD", help="Newest backup of that day.")
+        parser.add_argument("--series", metavar="HHMMSS", help="With --date: that exact backup.")
+        parser.add_argument(
+            "--noinput", "--no-input", action="store_false", dest="interactive", help="Do not ask for confirmation."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        day = _date(options["date"]) if options["date"] else None
+        try:
+            target = backup_target_get(tenant_name=options["tenant"])
+            backup = backup_select(database=target.database, day=day, series=options["series"])
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        if options["interactive"]:
+            answer = input(
+                f"This replaces ALL data of tenant '{target.database}' with {backup.path.name}.\n"
+                "Type 'yes' to continue, or 'no' to cancel: "
+            )
+            if answer != "yes":
+                raise CommandError("Restore cancelled.")
+        try:
+            backup_restore(target=target, backup=backup)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(f"{target.database}: restored from {backup.path}")

@@ -1,0 +1,265 @@
+"""Backups of tenant and master databases: files, retention, restore, refusals, commands.
+
+Every test runs on SQLite and (in the MariaDB pass) through the real mysqldump/mysql.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+from datetime import date, datetime, timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connections
+from django.utils import timezone
+
+from m3saas.conf import get_config
+from modules.test.v1.models import Animal
+from tenants.backups import (
+    BackupMismatchError,
+    BackupNotFoundError,
+    backup_create,
+    backup_header,
+    backup_list,
+    backup_restore,
+    backup_select,
+    backup_target_get,
+    backup_target_master,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def backup_dir(settings, tmp_path):
+    settings.BACKUP_DIR = tmp_path / "backups"
+    return settings.BACKUP_DIR
+
+
+def at(day: str, clock: str = "12:00:00") -> datetime:
+    return timezone.make_aware(datetime.fromisoformat(f"{day}T{clock}"))
+
+
+def names(alias: str) -> list[tuple[int, str]]:
+    return list(Animal.objects.using(alias).order_by("id").values_list("id", "name"))
+
+
+def files(database: str) -> list[str]:
+    return [b.path.name for b in backup_list(database=database)]
+
+
+def ext() -> str:
+    return ".sql.gz" if get_config().is_mysql else ".sqlite3.gz"
+
+
+def test_backup_is_a_compressed_file_named_after_database_date_and_series(make_tenant, backup_dir):
+    tenant = make_tenant()
+    result = backup_create(target=backup_target_get(tenant_name=tenant.name), now=at("2031-03-04", "05:06:07"))
+    expected = backup_dir / tenant.name / f"{tenant.name}-2031-03-04-050607{ext()}"
+    assert result.backup.path == expected
+    with gzip.open(expected, "rb") as fh:
+        assert fh.read(16)  # a valid gzip stream with content
+    assert backup_header(result.backup)["database"] == tenant.name
+
+
+def test_restore_gives_back_exactly_the_rows_backed_up(make_tenant):
+    tenant = make_tenant()
+    for name in ("cat", "dog", "owl"):
+        Animal.objects.using(tenant.alias).create(name=name)
+    saved = names(tenant.alias)
+    target = backup_target_get(tenant_name=tenant.name)
+    backup = backup_create(target=target, now=at("2031-01-01")).backup
+    Animal.objects.using(tenant.alias).filter(name="dog").delete()
+    Animal.objects.using(tenant.alias).filter(name="cat").update(name="tiger")
+    Animal.objects.using(tenant.alias).create(name="added-later")
+
+    backup_restore(target=target, backup=backup)
+
+    assert names(tenant.alias) == saved
+
+
+def test_restore_replaces_tables_created_after_the_backup(make_tenant):
+    tenant = make_tenant()
+    target = backup_target_get(tenant_name=tenant.name)
+    backup = backup_create(target=target, now=at("2031-01-01")).backup
+    with connections[tenant.alias].cursor() as cursor:
+        cursor.execute("CREATE TABLE later_table (id INTEGER PRIMARY KEY)")
+
+    backup_restore(target=target, backup=backup)
+
+    assert "later_table" not in connections[tenant.alias].introspection.table_names()
+    assert names(tenant.alias) == []
+
+
+def test_restore_leaves_other_tenants_untouched(make_tenant):
+    first, second = make_tenant(), make_tenant()
+    Animal.objects.using(first.alias).create(name="first-before")
+    Animal.objects.using(second.alias).create(name="second-before")
+    target = backup_target_get(tenant_name=first.name)
+    backup = backup_create(target=target, now=at("2031-01-01")).backup
+    backup_create(target=backup_target_get(tenant_name=second.name), now=at("2031-01-01"))
+    Animal.objects.using(second.alias).create(name="second-after")
+    Animal.objects.using(first.alias).create(name="first-after")
+
+    backup_restore(target=target, backup=backup)
+
+    assert [n for _, n in names(first.alias)] == ["first-before"]
+    assert [n for _, n in names(second.alias)] == ["second-before", "second-after"]
+
+
+def test_restore_command_picks_newest_newest_of_a_day_or_exact_series(make_tenant):
+    tenant = make_tenant(per_day_backups=0, max_backups=0)
+    target = backup_target_get(tenant_name=tenant.name)
+    moments = [
+        ("2031-05-01", "10:00:00"),
+        ("2031-05-02", "08:00:00"),
+        ("2031-05-02", "20:00:00"),
+        ("2031-05-03", "09:00:00"),
+    ]
+    for index, (day, clock) in enumerate(moments):
+        Animal.objects.using(tenant.alias).create(name=f"{day}-{clock}")
+        backup_create(target=target, now=at(day, clock))
+        assert len(names(tenant.alias)) == index + 1
+
+    call_command("restore", tenant=tenant.name, date="2031-05-02", interactive=False, stdout=io.StringIO())
+    assert len(names(tenant.alias)) == 3  # 20:00, the newest of that day
+
+    call_command(
+        "restore", tenant=tenant.name, date="2031-05-02", series="080000", interactive=False, stdout=io.StringIO()
+    )
+    assert len(names(tenant.alias)) == 2
+
+    call_command("restore", tenant=tenant.name, interactive=False, stdout=io.StringIO())
+    assert len(names(tenant.alias)) == 4
+
+
+def test_restore_of_a_missing_day_fails_and_changes_nothing(make_tenant):
+    tenant = make_tenant()
+    Animal.objects.using(tenant.alias).create(name="kept")
+    backup_create(target=backup_target_get(tenant_name=tenant.name), now=at("2031-05-01"))
+    with pytest.raises(CommandError, match="No backup"):
+        call_command("restore", tenant=tenant.name, date="2031-06-01", interactive=False)
+    assert [n for _, n in names(tenant.alias)] == ["kept"]
+
+
+def test_series_without_date_is_refused(make_tenant):
+    with pytest.raises(BackupNotFoundError, match="needs a date"):
+        backup_select(database="anything", series="120000")
+
+
+def test_backup_of_another_database_is_refused_by_its_content(make_tenant, backup_dir):
+    mine, theirs = make_tenant(), make_tenant()
+    Animal.objects.using(mine.alias).create(name="mine")
+    Animal.objects.using(theirs.alias).create(name="theirs")
+    foreign = backup_create(target=backup_target_get(tenant_name=theirs.name), now=at("2031-01-01")).backup
+    # Renamed into my folder under my name: only the content tells it apart.
+    disguised = backup_dir / mine.name / f"{mine.name}-2031-01-02-000000{ext()}"
+    disguised.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(foreign.path, disguised)
+    target = backup_target_get(tenant_name=mine.name)
+
+    with pytest.raises(BackupMismatchError, match=theirs.name):
+        backup_restore(target=target, backup=backup_select(database=mine.name))
+    with pytest.raises(CommandError, match="refused"):
+        call_command("restore", tenant=mine.name, interactive=False)
+    assert [n for _, n in names(mine.alias)] == ["mine"]
+
+
+def test_backup_of_another_database_is_refused_by_its_name(make_tenant):
+    mine, theirs = make_tenant(), make_tenant()
+    foreign = backup_create(target=backup_target_get(tenant_name=theirs.name), now=at("2031-01-01")).backup
+    with pytest.raises(BackupMismatchError, match="refused"):
+        backup_restore(target=backup_target_get(tenant_name=mine.name), backup=foreign)
+
+
+def test_retention_keeps_per_day_and_overall_limits_across_days(make_tenant):
+    tenant = make_tenant(per_day_backups=2, max_backups=5)
+    target = backup_target_get(tenant_name=tenant.name)
+    for day in ("2031-01-01", "2031-01-02"):
+        for clock in ("01:00:00", "02:00:00", "03:00:00"):
+            backup_create(target=target, now=at(day, clock))
+    assert files(tenant.name) == [
+        f"{tenant.name}-2031-01-01-020000{ext()}",
+        f"{tenant.name}-2031-01-01-030000{ext()}",
+        f"{tenant.name}-2031-01-02-020000{ext()}",
+        f"{tenant.name}-2031-01-02-030000{ext()}",
+    ]
+    backup_create(target=target, now=at("2031-01-03", "01:00:00"))
+    result = backup_create(target=target, now=at("2031-01-03", "02:00:00"))
+
+    assert [b.path.name for b in result.removed] == [f"{tenant.name}-2031-01-01-020000{ext()}"]
+    assert files(tenant.name) == [
+        f"{tenant.name}-2031-01-01-030000{ext()}",
+        f"{tenant.name}-2031-01-02-020000{ext()}",
+        f"{tenant.name}-2031-01-02-030000{ext()}",
+        f"{tenant.name}-2031-01-03-010000{ext()}",
+        f"{tenant.name}-2031-01-03-020000{ext()}",
+    ]
+
+
+def test_limits_below_one_mean_unlimited(make_tenant):
+    tenant = make_tenant(per_day_backups=0, max_backups=-1)
+    target = backup_target_get(tenant_name=tenant.name)
+    start = at("2031-01-01", "00:00:00")
+    for hours in range(0, 36, 3):
+        backup_create(target=target, now=start + timedelta(hours=hours))
+    assert len(files(tenant.name)) == 12
+
+
+def test_default_limits_keep_one_backup_a_day(make_tenant):
+    tenant = make_tenant()
+    target = backup_target_get(tenant_name=tenant.name)
+    backup_create(target=target, now=at("2031-01-01", "01:00:00"))
+    backup_create(target=target, now=at("2031-01-01", "02:00:00"))
+    assert files(tenant.name) == [f"{tenant.name}-2031-01-01-020000{ext()}"]
+
+
+def test_two_backups_in_the_same_second_get_two_series(make_tenant):
+    tenant = make_tenant(per_day_backups=0)
+    target = backup_target_get(tenant_name=tenant.name)
+    first = backup_create(target=target, now=at("2031-01-01", "01:00:00")).backup
+    second = backup_create(target=target, now=at("2031-01-01", "01:00:00")).backup
+    assert (first.series, second.series) == ("010000", "010001")
+
+
+def test_backup_command_for_one_and_all_tenants_and_listbackups(make_tenant, backup_dir):
+    first, second = make_tenant(), make_tenant()
+    out = io.StringIO()
+    call_command("backup", tenant=first.name, stdout=out)
+    assert f"{first.name}: {backup_dir / first.name}" in out.getvalue()
+    assert len(files(first.name)) == 1 and files(second.name) == []
+
+    call_command("backup", all_tenants=True, stdout=io.StringIO())
+    assert len(files(second.name)) == 1
+
+    listing = io.StringIO()
+    call_command("listbackups", stdout=listing)
+    assert f"{first.name} (1):" in listing.getvalue()
+    assert f"{second.name} (1):" in listing.getvalue()
+
+
+def test_backup_command_of_an_unknown_tenant_fails():
+    with pytest.raises(CommandError, match="No tenant named 'nosuchtenant'"):
+        call_command("backup", tenant="nosuchtenant")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_master_backup_uses_the_configs_limits(backup_dir):
+    """The master is backed up under its database name, one a day with the test config's perDay=1."""
+    target = backup_target_master()
+    call_command("backup", stdout=io.StringIO())
+    call_command("backup", stdout=io.StringIO())
+    backups = backup_list(database=target.database)
+    assert len(backups) == 1
+    assert backups[0].day == timezone.localdate()
+    assert backup_header(backups[0])["database"] == target.database
+
+
+def test_a_backup_lists_under_its_day(make_tenant):
+    tenant = make_tenant()
+    backup_create(target=backup_target_get(tenant_name=tenant.name), now=at("2031-07-08", "23:59:59"))
+    (only,) = backup_list(database=tenant.name)
+    assert (only.day, only.series) == (date(2031, 7, 8), "235959")

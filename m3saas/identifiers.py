@@ -8,8 +8,8 @@ from django.core.exceptions import ValidationError
 
 IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 USER_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-# Names MariaDB/MySQL keep for themselves, and Django's alias for the master.
-RESERVED = frozenset({"default", "mysql", "information_schema", "performance_schema", "sys"})
+# Names MariaDB/MySQL keep for themselves, the master's alias, and its SQLite file and backup folder name.
+RESERVED = frozenset({"default", "master", "mysql", "information_schema", "performance_schema", "sys"})
 
 
 def _check(value: object, pattern: re.Pattern[str], what: str, limit: int) -> str:

@@ -7,7 +7,7 @@ PORT ?= 8000
 SYSTEM_PACKAGES := pkg-config libmariadb-dev mariadb-client
 MARIADB_CONFIG := tests/mariadb.config.json
 
-.PHONY: run serve test test-sqlite test-mariadb lint check system-deps venv demo bench clean
+.PHONY: run serve test test-sqlite test-mariadb lint check system-deps venv demo bench bench-quick clean
 
 ## system-deps: install the build headers of mysqlclient and the MariaDB client tools (root + apt)
 system-deps:
@@ -67,6 +67,16 @@ lint: venv
 	$(VENV)/bin/mypy .
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
+
+## bench: what tenancy costs, on the local MariaDB (1,000 tenants, a few minutes); writes docs/performance.md
+## (BENCH_QUICK=1 or `make bench-quick`: CI size; BENCH_ARGS: more options, see `python -m bench.run --help`)
+bench: venv
+	BENCH_COMMAND="make bench$(if $(BENCH_QUICK), BENCH_QUICK=$(BENCH_QUICK))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
+		$(PY) -m bench.run $(BENCH_ARGS)
+
+## bench-quick: the benchmark at CI size (30 tenants, seconds of load); writes var/performance-quick.md
+bench-quick: venv
+	BENCH_COMMAND="make bench-quick" $(PY) -m bench.run --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -54,5 +54,6 @@ def module_version_get(name: str, major: int) -> ModuleVersion | None:
     return module_versions().get((name, major))
 
 
+@functools.cache
 def module_names() -> frozenset[str]:
     return frozenset(name for name, _ in module_versions())

@@ -17,7 +17,7 @@ from m3saas.exceptions import (
 )
 from m3saas.modules.registry import module_names, module_version_get
 from m3saas.modules.versions import VERSION_RE, Version
-from m3saas.tenancy.connections import tenant_connections_trim
+from m3saas.tenancy.connections import tenant_connection_make_room, tenant_connections_trim
 from m3saas.tenancy.context import TenantInfo, use_tenant
 
 # Path segments after the tenant id that are platform routes, not modules.
@@ -71,6 +71,8 @@ class TenantMiddleware:
             return error_response(exc)
         request.tenant = tenant  # type: ignore[attr-defined]
         request.module_version = version  # type: ignore[attr-defined]
+        # Close first, so that this request's own connection never takes the thread past the bound.
+        tenant_connection_make_room(tenant.alias)
         try:
             with use_tenant(tenant):
                 return self.get_response(request)

@@ -1,0 +1,112 @@
+"""The benchmark still works end to end (quick mode); no timing is asserted, only that it runs and reports."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from bench.loadgen import Spec, run
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        status = 200 if self.path == "/ok" else 404
+        body = b"[]"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_load_generator_stops_at_its_request_budget(http_server):
+    result = run(Spec(host="127.0.0.1", port=http_server, paths=["/ok"], concurrency=2, duration=30, max_requests=40))
+    assert result["requests"] == 40
+    assert result["errors"] == 0
+    assert len(result["latencies_ms"]) == 40
+
+
+def test_load_generator_counts_every_non_200_as_an_error(http_server):
+    result = run(
+        Spec(host="127.0.0.1", port=http_server, paths=["/missing"], concurrency=2, duration=30, max_requests=10)
+    )
+    assert result["errors"] == 10
+    assert "HTTP 404" in result["first_error"]
+
+
+@pytest.mark.mariadb
+def test_quick_benchmark_runs_end_to_end_and_drops_what_it_created(tmp_path):
+    import MySQLdb
+
+    from m3saas.conf import get_config
+
+    db = get_config().database
+    output = tmp_path / "performance.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--quick",
+            "--output",
+            str(output),
+            "--db-host",
+            db.host,
+            "--db-port",
+            str(db.port),
+            "--db-user",
+            db.user,
+            "--db-password",
+            db.password,
+        ],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = output.read_text()
+    for title in (
+        "## 1. Request overhead",
+        "## 2. Scale in tenants",
+        "## 3. Provisioning",
+        "## 4. Migrating many tenants",
+        "## 5. Statements per request",
+    ):
+        assert title in report
+    prefix = re.search(r"run (m3bench[0-9a-f]{6}):", done.stdout)
+    assert prefix is not None, done.stdout[-2000:]
+    conn = MySQLdb.connect(host=db.host, port=db.port, user=db.user, password=db.password)
+    try:
+        with conn.cursor() as cur:
+            like = prefix.group(1) + "\\_%"
+            cur.execute("SHOW DATABASES LIKE %s", (like,))
+            assert cur.fetchall() == ()
+            cur.execute("SELECT User FROM mysql.user WHERE User LIKE %s", (like,))
+            assert cur.fetchall() == ()
+    finally:
+        conn.close()

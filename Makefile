@@ -11,7 +11,7 @@ MARIADB_CONFIG := tests/mariadb.config.json
 
 ## system-deps: install the build headers of mysqlclient and the MariaDB client tools (root + apt)
 system-deps:
-	@if pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null; then \
+	@if pkg-config --exists mariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null; then \
 		command -v mysqldump >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y -qq mariadb-client >/dev/null; } || true; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "Installing $(SYSTEM_PACKAGES) with apt-get"; \

@@ -50,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 Payload = str | bytes | dict[str, Any] | list[Any]
 
-DEFAULT_MAX_QUEUED_MESSAGES = 1000
 DEFAULT_CLOSE_TIMEOUT = 2.0
 
 
@@ -136,7 +135,7 @@ class MQTTClient:
         import paho.mqtt.client as paho
 
         if max_queued_messages is None:
-            max_queued_messages = int(getattr(settings, "MQTT_MAX_QUEUED_MESSAGES", DEFAULT_MAX_QUEUED_MESSAGES))
+            max_queued_messages = int(settings.MQTT_MAX_QUEUED_MESSAGES)
         if max_queued_messages < 1:
             raise ValueError("max_queued_messages must be at least 1")
         self.config = config
@@ -398,7 +397,7 @@ class MQTTClient:
 
     def _close_at_exit(self) -> None:
         if os.getpid() == self._pid:
-            self.close(timeout=float(getattr(settings, "MQTT_CLOSE_TIMEOUT", DEFAULT_CLOSE_TIMEOUT)))
+            self.close(timeout=float(settings.MQTT_CLOSE_TIMEOUT))
 
 
 def mqtt_enabled() -> bool:

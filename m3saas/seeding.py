@@ -189,7 +189,7 @@ def seed_file_list(*, alias: str = DEFAULT_DB_ALIAS) -> list[Path]:
 
 
 def _master_seeds_dir() -> Path:
-    return Path(getattr(settings, "MASTER_SEEDS_DIR", None) or BASE_DIR / "fixtures")
+    return Path(settings.MASTER_SEEDS_DIR)
 
 
 def _json_files(directory: Path) -> list[Path]:

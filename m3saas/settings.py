@@ -50,6 +50,11 @@ TENANT_CONN_MAX_AGE = env.int("TENANT_CONN_MAX_AGE", default=60)
 TENANT_MAX_OPEN_CONNECTIONS = env.int("TENANT_MAX_OPEN_CONNECTIONS", default=4)
 # Parallel workers of `migrate_tenants`.
 TENANT_MIGRATION_WORKERS = env.int("TENANT_MIGRATION_WORKERS", default=4)
+# MQTT: QoS 1/2 messages kept while the broker is away, and seconds to flush on exit.
+MQTT_MAX_QUEUED_MESSAGES = env.int("MQTT_MAX_QUEUED_MESSAGES", default=1000)
+MQTT_CLOSE_TIMEOUT = env.float("MQTT_CLOSE_TIMEOUT", default=2.0)
+# Master seed files (tests point it elsewhere).
+MASTER_SEEDS_DIR = Path(env.str("MASTER_SEEDS_DIR", default=str(BASE_DIR / "fixtures")))
 # Host part of the tenant database users (`user@host`).
 TENANT_DB_USER_HOST = env.str("TENANT_DB_USER_HOST", default="%")
 

@@ -71,7 +71,18 @@ def test_migrate_tenants_reports_each_tenant(make_tenant, capsys):
 
 @pytest.mark.parametrize(
     "name",
-    ["x`; DROP DATABASE tenants; --", "Upper", "1abc", "with-dash", "a" * 49, "test", "test_one", "mysql", "default", "master"],
+    [
+        "x`; DROP DATABASE tenants; --",
+        "Upper",
+        "1abc",
+        "with-dash",
+        "a" * 49,
+        "test",
+        "test_one",
+        "mysql",
+        "default",
+        "master",
+    ],
 )
 def test_unsafe_tenant_names_are_refused(name):
     with pytest.raises(ValidationError) as error:

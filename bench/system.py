@@ -178,35 +178,35 @@ def _quoted(name: str) -> str:
 
 
 class ConnectionSampler:
-    """Polls MariaDB's process list in a thread; keeps the peak of the tenants' and master's connections."""
+    """Polls MariaDB's process list in a thread: peaks of the tenants' and master's connections,
+    and how many samples saw more tenant connections than `bound`."""
 
-    def __init__(self, admin: MariaDBAdmin, *, tenant_user_prefix: str, master_database: str) -> None:
+    def __init__(
+        self, admin: MariaDBAdmin, *, tenant_user_prefix: str, master_database: str, bound: int, interval: float = 0.02
+    ) -> None:
         self.admin = admin
         self.like = tenant_user_prefix.replace("_", "\\_") + "\\_%"
         self.master_database = master_database
-        self.peak_tenant = 0
-        self.peak_master = 0
-        self.samples = 0
+        self.bound = bound
+        self.interval = interval
+        self.peak_tenant = self.peak_master = self.samples = self.over_bound = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._conn: Any = None
 
     def sample(self) -> tuple[int, int]:
-        rows = self.admin_conn_rows()
-        tenant, master = (int(v or 0) for v in rows[0])
-        return tenant, master
-
-    def admin_conn_rows(self) -> list[tuple[Any, ...]]:
-        assert self._conn is not None
+        """Open connections now: (tenant users', on the master database), this sampler's own excluded."""
         with self._conn.cursor() as cur:
             cur.execute(
                 "SELECT SUM(USER LIKE %s), SUM(DB = %s) FROM information_schema.PROCESSLIST "
                 "WHERE ID <> CONNECTION_ID()",
                 (self.like, self.master_database),
             )
-            return list(cur.fetchall())
+            tenant, master = (int(v or 0) for v in cur.fetchone())
+        return tenant, master
 
     def reset(self) -> None:
-        self.peak_tenant = self.peak_master = self.samples = 0
+        self.peak_tenant = self.peak_master = self.samples = self.over_bound = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -214,7 +214,8 @@ class ConnectionSampler:
             self.peak_tenant = max(self.peak_tenant, tenant)
             self.peak_master = max(self.peak_master, master)
             self.samples += 1
-            self._stop.wait(0.1)
+            self.over_bound += tenant > self.bound
+            self._stop.wait(self.interval)
 
     def __enter__(self) -> ConnectionSampler:
         self._conn = self.admin.connect()

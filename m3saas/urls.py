@@ -16,11 +16,12 @@ handler404 = "m3saas.api.not_found_view"
 handler500 = "m3saas.api.server_error_view"
 
 platform_patterns = [
+    # First: they serve nearly every request, and `<id>/<module>/v<N>/` cannot shadow the rest.
+    *module_urlpatterns(),
     path("admin/", admin.site.urls),
     path("health", HealthView.as_view(), name="health"),
     *schema_urlpatterns(),
     path("", include("tenants.urls")),
-    *module_urlpatterns(),
 ]
 
 _prefix = f"{get_config().sub_directory}/" if get_config().sub_directory else ""

@@ -125,3 +125,16 @@ def test_sub_directory_prefixes_every_route():
     regex = tenant_path_regex("api/saas")
     assert regex.match("/api/saas/1/test/v1/animals")
     assert not regex.match("/1/test/v1/animals")
+
+
+def test_master_change_is_invalidated_again_when_it_commits(make_tenant, django_capture_on_commit_callbacks):
+    """A reader that cached the old rows before the commit must not keep them."""
+    from m3saas.tenancy.cache import master_cached
+    from subscriptions.models import Subscription
+
+    tenant = make_tenant(modules=[("test", 1)])
+    with django_capture_on_commit_callbacks(execute=True):
+        Subscription.objects.filter(tenant_id=tenant.id).update(version=2)  # no signal: a raw change
+        Subscription.objects.get(tenant_id=tenant.id).save()  # the signal, inside the transaction
+        master_cached("probe", lambda: "stale")  # a concurrent reader before the commit
+    assert master_cached("probe", lambda: "fresh") == "fresh"

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DEFAULT_DB_ALIAS, transaction
 
 T = TypeVar("T")
 _GENERATION_KEY = "m3saas:master-generation"
@@ -65,6 +66,15 @@ def master_cached(key: str, compute: Callable[[], T]) -> T:
     return value
 
 
-def master_cache_invalidate() -> None:
-    """Drop every cached master read (in this cache)."""
+def _generation_renew() -> None:
     cache.set(_GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+
+
+def master_cache_invalidate() -> None:
+    """Drop every cached master read (in this cache), now and again when the master commits.
+
+    Dropping only inside the transaction would let a concurrent reader cache the old rows under
+    the new generation until `TENANT_CACHE_TIMEOUT`.
+    """
+    _generation_renew()
+    transaction.on_commit(_generation_renew, using=DEFAULT_DB_ALIAS)

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,9 +20,11 @@ from modules.test.v1.serializers import AnimalInputSerializer, AnimalOutputSeria
 
 
 class AnimalListView(APIView):
+    @extend_schema(responses=AnimalOutputSerializer(many=True))
     def get(self, request: Request, **kwargs: Any) -> Response:
         return Response(AnimalOutputSerializer(Animal.objects.all(), many=True).data)
 
+    @extend_schema(request=AnimalInputSerializer, responses={201: AnimalOutputSerializer})
     def post(self, request: Request, **kwargs: Any) -> Response:
         data = AnimalInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -35,6 +38,7 @@ class AnimalListView(APIView):
 
 
 class AnimalDetailView(APIView):
+    @extend_schema(request=AnimalInputSerializer, responses=AnimalOutputSerializer)
     def put(self, request: Request, pk: int, **kwargs: Any) -> Response:
         if request.module_version < "1.1":
             raise NotFoundError("Replacing an animal needs version 1.1 or later.")
@@ -45,6 +49,7 @@ class AnimalDetailView(APIView):
         animal.save(update_fields=["name"])
         return Response(AnimalOutputSerializer(animal).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int, **kwargs: Any) -> Response:
         get_object_or_404(Animal, pk=pk).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,9 +23,11 @@ from modules.test.v2.serializers import (
 
 
 class AnimalListView(APIView):
+    @extend_schema(responses=AnimalOutputSerializer(many=True))
     def get(self, request: Request, **kwargs: Any) -> Response:
         return Response(AnimalOutputSerializer(Animal.objects.all(), many=True).data)
 
+    @extend_schema(request=AnimalInputSerializer, responses={201: AnimalOutputSerializer})
     def post(self, request: Request, **kwargs: Any) -> Response:
         data = AnimalInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -38,6 +41,7 @@ class AnimalListView(APIView):
 
 
 class AnimalDetailView(APIView):
+    @extend_schema(request=AnimalInputSerializer, responses=AnimalOutputSerializer)
     def put(self, request: Request, pk: int, **kwargs: Any) -> Response:
         animal = get_object_or_404(Animal, pk=pk)
         data = AnimalInputSerializer(data=request.data)
@@ -47,6 +51,7 @@ class AnimalDetailView(APIView):
         animal.save(update_fields=["name", "species"])
         return Response(AnimalOutputSerializer(animal).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int, **kwargs: Any) -> Response:
         get_object_or_404(Animal, pk=pk).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -55,5 +60,6 @@ class AnimalDetailView(APIView):
 class AnimalStatListView(APIView):
     """Animals per first letter, read from the view `test_v2_animal_stats`; only GET (405 otherwise)."""
 
+    @extend_schema(responses=AnimalStatOutputSerializer(many=True))
     def get(self, request: Request, **kwargs: Any) -> Response:
         return Response(AnimalStatOutputSerializer(AnimalStat.objects.all(), many=True).data)

@@ -16,8 +16,8 @@ class Command(DjangoMigrateCommand):
         "module versions it subscribes to (dependencies included)."
     )
 
-    def get_check_kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
-        kwargs: dict[str, Any] = super().get_check_kwargs(options)
+    def get_check_kwargs(self, options: dict[str, Any]) -> Any:
+        kwargs = super().get_check_kwargs(options)
         if is_tenant_alias(options["database"]):
             # The tenant database may not exist yet (this command creates it); check the master's.
             kwargs["databases"] = ["default"]

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 T = TypeVar("T")
 _GENERATION_KEY = "m3saas:master-generation"
@@ -77,4 +77,5 @@ def master_cache_invalidate() -> None:
     the new generation until `TENANT_CACHE_TIMEOUT`.
     """
     _generation_renew()
-    transaction.on_commit(_generation_renew, using=DEFAULT_DB_ALIAS)
+    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        transaction.on_commit(_generation_renew, using=DEFAULT_DB_ALIAS)

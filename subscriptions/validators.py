@@ -60,8 +60,17 @@ def dependencies_validate(*, module: str, dependencies: Iterable[tuple[str, int]
 
 
 def subscriptions_validate(*, subscriptions: Iterable[tuple[str, int]]) -> None:
-    """Refuse a tenant's new set of `subscriptions` if its effective modules do not resolve."""
+    """Refuse a tenant's new set of `subscriptions` if one names a module version that is not
+    installed or its effective modules do not resolve."""
+    wanted = sorted(set(subscriptions))
+    missing = [f"'{name}' v{major}" for name, major in wanted if module_version_get(name, major) is None]
+    if missing:
+        raise ValidationError(
+            f"Module {', '.join(missing)} is not installed (no modules/<name>/v<N>/ folder): "
+            "deploy the module version first, or subscribe to an installed version.",
+            code="missing_module_version",
+        )
     try:
-        resolve_modules(sorted(set(subscriptions)), dependency_graph())
+        resolve_modules(wanted, dependency_graph())
     except ModuleDependencyError as exc:
         raise ValidationError(exc.message, code=exc.code) from None

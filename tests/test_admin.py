@@ -57,11 +57,24 @@ def test_admin_search_finds_a_tenant_by_name(operator, make_tenant):
     assert other.name not in page
 
 
-def test_admin_defaults_for_a_new_subscription_are_version_1(operator, make_tenant):
+def test_admin_subscribes_a_tenant_to_an_installed_module_version(operator, make_tenant, settings):
+    settings.AUTO_MIGRATION = False
     tenant = make_tenant(modules=[], provision=False)
-    module = Module.objects.create(name="zoo")
+    module = Module.objects.get_or_create(name="test")[0]
     response = operator.post(
         "/admin/subscriptions/subscription/add/", {"tenant": tenant.id, "module": module.id, "version": 1}
     )
     assert response.status_code == 302
     assert Subscription.objects.get(tenant_id=tenant.id).version == 1
+
+
+@pytest.mark.parametrize(("module_name", "version"), [("zoo", 1), ("test", 7)])
+def test_admin_refuses_a_subscription_without_installed_code(operator, make_tenant, module_name, version):
+    tenant = make_tenant(modules=[], provision=False)
+    module = Module.objects.get_or_create(name=module_name)[0]
+    response = operator.post(
+        "/admin/subscriptions/subscription/add/", {"tenant": tenant.id, "module": module.id, "version": version}
+    )
+    assert response.status_code == 200
+    assert f"Module &#x27;{module_name}&#x27; v{version} is not installed" in response.content.decode()
+    assert not Subscription.objects.filter(tenant_id=tenant.id).exists()

@@ -7,9 +7,14 @@ from the tenant's module apps only, so a later subscription is migrated on the n
 
 from __future__ import annotations
 
-from django.db import connections
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
+from m3saas.conf import get_config
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.context import TenantInfo, use_tenant
@@ -19,6 +24,45 @@ class TenantMigrationError(ApplicationError):
     status_code = 500
     code = "tenant_migration_failed"
     default_message = "The tenant database could not be migrated."
+
+
+# Seconds a migration waits for another one of the same tenant database to finish.
+SCHEMA_LOCK_TIMEOUT = 600
+
+
+@contextmanager
+def tenant_schema_lock(tenant: TenantInfo) -> Iterator[None]:
+    """Serialise schema changes of one tenant database across threads, processes and servers.
+
+    A request's auto-migration, `migrate_tenants` and an upgrade may reach the same tenant at
+    once; the second waits, then finds nothing left to apply. MySQL/MariaDB: a named lock on the
+    master server; SQLite: a lock file beside the tenant's database file.
+    """
+    config = get_config()
+    if config.is_mysql:
+        name = f"m3saas:schema:{tenant.name}"
+        master = connections[DEFAULT_DB_ALIAS]
+        with master.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, %s)", [name, SCHEMA_LOCK_TIMEOUT])
+            row = cursor.fetchone()
+        if not row or row[0] != 1:
+            raise TenantMigrationError(
+                f"Tenant {tenant.name} is being migrated by another process; gave up after {SCHEMA_LOCK_TIMEOUT}s."
+            )
+        try:
+            yield
+        finally:
+            with master.cursor() as cursor:
+                cursor.execute("SELECT RELEASE_LOCK(%s)", [name])
+        return
+    path = config.tenant_sqlite_dir / f"{tenant.name}.schema.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _targets(executor: MigrationExecutor, labels: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -42,14 +86,15 @@ def tenant_migration_plan(executor: MigrationExecutor, labels: tuple[str, ...]) 
 def tenant_migrate_schema(tenant: TenantInfo) -> list[str]:
     """Apply the tenant's pending module migrations; return their names (`app.migration`)."""
     alias = tenant_connection_register(tenant)
-    connection = connections[alias]
-    executor = MigrationExecutor(connection)
     labels = tenant.app_labels
-    pending = tenant_migration_plan(executor, labels)
-    if pending:
-        # Inside the tenant's context the router answers from `tenant`, not from the master.
-        with use_tenant(tenant):
-            executor.migrate(_targets(executor, labels))
+    with tenant_schema_lock(tenant):
+        # Planned under the lock: a migration that waited sees what the other one applied.
+        executor = MigrationExecutor(connections[alias])
+        pending = tenant_migration_plan(executor, labels)
+        if pending:
+            # Inside the tenant's context the router answers from `tenant`, not from the master.
+            with use_tenant(tenant):
+                executor.migrate(_targets(executor, labels))
     return pending
 
 
@@ -68,12 +113,13 @@ def tenant_unmigrate_app(tenant: TenantInfo, app_label: str) -> list[str]:
     if app_label not in tenant.module_labels:
         raise TenantMigrationError(f"{app_label} is not among the modules of the given tenant {tenant.name}.")
     alias = tenant_connection_register(tenant)
-    executor = MigrationExecutor(connections[alias])
-    plan = executor.migration_plan([(app_label, None)])
-    others = sorted({m.app_label for m, _ in plan if m.app_label != app_label})
-    if others:
-        raise TenantMigrationError(f"Migrations of {', '.join(others)} depend on {app_label}: unapply them first.")
-    if plan:
-        with use_tenant(tenant):
-            executor.migrate([(app_label, None)])
+    with tenant_schema_lock(tenant):
+        executor = MigrationExecutor(connections[alias])
+        plan = executor.migration_plan([(app_label, None)])
+        others = sorted({m.app_label for m, _ in plan if m.app_label != app_label})
+        if others:
+            raise TenantMigrationError(f"Migrations of {', '.join(others)} depend on {app_label}: unapply them first.")
+        if plan:
+            with use_tenant(tenant):
+                executor.migrate([(app_label, None)])
     return [f"{m.app_label}.{m.name}" for m, _ in plan]

@@ -137,12 +137,27 @@ class _ViewOperation(Operation):
     def _allowed(self, app_label: str, schema_editor: BaseDatabaseSchemaEditor) -> bool:
         return bool(router.allow_migrate(schema_editor.connection.alias, app_label, **self.hints))
 
-    def _drop(self, schema_editor: BaseDatabaseSchemaEditor) -> None:
-        schema_editor.execute(f"DROP VIEW IF EXISTS {schema_editor.quote_name(self.name)}")
+    # The definition after the operation (forwards) and before it (backwards); None: no view.
+    forwards_query: Query | None = None
+    backwards_query: Query | None = None
 
-    def _create(self, schema_editor: BaseDatabaseSchemaEditor, query: Query) -> None:
-        select = _query_for(query, schema_editor.connection.vendor, self.name)
-        schema_editor.execute(f"CREATE VIEW {schema_editor.quote_name(self.name)} AS {select}")
+    def _replace(self, schema_editor: BaseDatabaseSchemaEditor, query: Query | None) -> None:
+        schema_editor.execute(f"DROP VIEW IF EXISTS {schema_editor.quote_name(self.name)}")
+        if query is not None:
+            select = _query_for(query, schema_editor.connection.vendor, self.name)
+            schema_editor.execute(f"CREATE VIEW {schema_editor.quote_name(self.name)} AS {select}")
+
+    def database_forwards(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
+    ) -> None:
+        if self._allowed(app_label, schema_editor):
+            self._replace(schema_editor, self.forwards_query)
+
+    def database_backwards(
+        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
+    ) -> None:
+        if self._allowed(app_label, schema_editor):
+            self._replace(schema_editor, self.backwards_query)
 
     @property
     def migration_name_fragment(self) -> str:
@@ -154,19 +169,7 @@ class CreateView(_ViewOperation):
 
     def __init__(self, name: str, query: Query, hints: dict[str, Any] | None = None) -> None:
         super().__init__(name, hints)
-        self.query = query
-
-    def database_forwards(
-        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
-    ) -> None:
-        if self._allowed(app_label, schema_editor):
-            self._create(schema_editor, self.query)
-
-    def database_backwards(
-        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
-    ) -> None:
-        if self._allowed(app_label, schema_editor):
-            self._drop(schema_editor)
+        self.query = self.forwards_query = query
 
     def describe(self) -> str:
         return f"Create view {self.name}"
@@ -177,22 +180,8 @@ class ChangeView(_ViewOperation):
 
     def __init__(self, name: str, query: Query, previous: Query, hints: dict[str, Any] | None = None) -> None:
         super().__init__(name, hints)
-        self.query = query
-        self.previous = previous
-
-    def database_forwards(
-        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
-    ) -> None:
-        if self._allowed(app_label, schema_editor):
-            self._drop(schema_editor)
-            self._create(schema_editor, self.query)
-
-    def database_backwards(
-        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
-    ) -> None:
-        if self._allowed(app_label, schema_editor):
-            self._drop(schema_editor)
-            self._create(schema_editor, self.previous)
+        self.query = self.forwards_query = query
+        self.previous = self.backwards_query = previous
 
     def describe(self) -> str:
         return f"Change view {self.name}"
@@ -203,19 +192,7 @@ class DropView(_ViewOperation):
 
     def __init__(self, name: str, previous: Query, hints: dict[str, Any] | None = None) -> None:
         super().__init__(name, hints)
-        self.previous = previous
-
-    def database_forwards(
-        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
-    ) -> None:
-        if self._allowed(app_label, schema_editor):
-            self._drop(schema_editor)
-
-    def database_backwards(
-        self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
-    ) -> None:
-        if self._allowed(app_label, schema_editor):
-            self._create(schema_editor, self.previous)
+        self.previous = self.backwards_query = previous
 
     def describe(self) -> str:
         return f"Drop view {self.name}"

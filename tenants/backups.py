@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -44,6 +45,9 @@ ENGINE_SQLITE = "sqlite"
 EXTENSIONS = {ENGINE_MYSQL: ".sql.gz", ENGINE_SQLITE: ".sqlite3.gz"}
 HEADER_PREFIX = b"-- M3SaaS backup "
 META_TABLE = "m3saas_backup"
+# Provisioning's owner mark (tenants/provisioning.py): it tells whose database this is, so a
+# restore keeps the tenant's current one rather than the backup's (which may lack it).
+OWNER_MARK_TABLE = "m3saas_owner"
 FILE_RE = re.compile(
     r"^(?P<database>.+)-(?P<date>\d{4}-\d{2}-\d{2})-(?P<series>\d{6})(?P<ext>\.sql\.gz|\.sqlite3\.gz)$"
 )
@@ -445,7 +449,8 @@ def backup_restore(*, target: BackupTarget, backup: Backup) -> None:
     """Replace every table of the tenant `target` with the content of `backup`.
 
     Other databases are not touched. The file is checked (name, header, integrity) before
-    the tenant's data is dropped.
+    the tenant's data is dropped; a restore that fails leaves the tenant's data as it was.
+    A restored tenant's schema is marked pending (`tenant_migrate` brings it up to date).
     """
     if target.tenant is None:
         raise RestoreError("Restoring the master database is done by hand; see README, 'Backups'.")
@@ -462,56 +467,294 @@ def backup_restore(*, target: BackupTarget, backup: Backup) -> None:
         else:
             _sqlite_restore(target, plain)
     logger.info("tenant %s restored from %s", target.database, backup.path.name)
+    from tenants.services import tenants_schema_mark_pending
+
+    # The backup may predate migrations of the tenant's modules: its schema is to be brought up to date.
+    tenants_schema_mark_pending(tenant_ids=[target.tenant.id])
 
 
 def _mysql_restore(target: BackupTarget, plain: Path) -> None:
-    import MySQLdb
+    """Load the dump into a scratch database, then swap its tables in for the tenant's.
 
+    Nothing of the tenant's is touched until the dump has loaded cleanly; a failure at any
+    step drops the scratch database and leaves the tenant as it was.
+    """
     from tenants.provisioning import provisioner
 
     assert target.tenant is not None
-    db = get_config().database
-    try:
-        conn = MySQLdb.connect(host=db.host, port=db.port, user=db.user, password=db.password, multi_statements=False)
-    except MySQLdb.Error as exc:
-        raise RestoreError(f"Cannot reach the database server {db.host}:{db.port}: {exc}") from exc
+    _mysql_client_check()
+    scratch = _mysql_side_database(target.database, "restore")
+    aside = _mysql_side_database(target.database, "previous")
+    # The tenant's database, user and grant as provisioning makes them (all kept if present).
+    provisioner().create(target.tenant)
+    conn = _mysql_connect()
     try:
         with conn.cursor() as cur:
-            # Dropping the database removes every table, view and routine, whatever came later.
-            cur.execute(f"DROP DATABASE IF EXISTS {quote_mysql_identifier(target.database)}")
+            # Leftovers of an interrupted restore: these names are this tenant's alone.
+            cur.execute(f"DROP DATABASE IF EXISTS {_quote_side(scratch)}")
+            cur.execute(f"DROP DATABASE IF EXISTS {_quote_side(aside)}")
+            config = get_config()
+            for database in (scratch, aside):
+                cur.execute(
+                    f"CREATE DATABASE {_quote_side(database)} CHARACTER SET {config.charset} COLLATE {config.collation}"
+                )
+            swapped = False
+            try:
+                _mysql_load(plain, scratch)
+                _mysql_swap(cur, tenant=target.database, scratch=scratch, aside=aside)
+                swapped = True
+            finally:
+                cur.execute(f"DROP DATABASE IF EXISTS {_quote_side(scratch)}")
+                # After a successful swap it holds the replaced tables; after a failure, normally nothing.
+                if swapped or not _mysql_table_count(cur, aside):
+                    cur.execute(f"DROP DATABASE IF EXISTS {_quote_side(aside)}")
+                else:
+                    logger.error("restore of %s failed half way; its tables are kept in %s", target.database, aside)
+                    raise RestoreError(
+                        f"Restoring {target.database} failed and its tables could not be put back: they are "
+                        f"in the database `{aside}`; move them back by hand (RENAME TABLE)."
+                    )
+    except _mysql_errors() as exc:
+        raise RestoreError(f"Restoring {target.database} failed; its data was left as it was: {exc}") from exc
     finally:
         conn.close()
-    # Same database (charset, collation), user and grant as provisioning makes.
-    provisioner().create(target.tenant)
+
+
+def _mysql_table_count(cur: Any, database: str) -> int:
+    cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (database,))
+    return int(cur.fetchone()[0])
+
+
+_SIDE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}\$(restore|previous)$")
+
+
+def _mysql_side_database(database: str, purpose: str) -> str:
+    """`<tenant>$restore` / `<tenant>$previous`: `$` is never in a tenant name, so these can
+    belong to no tenant (and match no tenant's grant); at most 57 characters (MariaDB: 64)."""
+    return _check_side(f"{database}${purpose}")
+
+
+def _check_side(name: str) -> str:
+    if not _SIDE_RE.match(name):
+        raise RestoreError(f"{name!r} is not a scratch database name.")
+    return name
+
+
+def _quote_side(name: str) -> str:
+    return f"`{_check_side(name)}`"
+
+
+def _mysql_errors() -> tuple[type[Exception], ...]:
+    import MySQLdb
+
+    return (MySQLdb.Error,)
+
+
+def _mysql_connect() -> Any:
+    import MySQLdb
+
+    db = get_config().database
+    try:
+        return MySQLdb.connect(
+            host=db.host,
+            port=db.port,
+            user=db.user,
+            password=db.password,
+            charset=get_config().charset,
+            multi_statements=False,
+        )
+    except MySQLdb.Error as exc:
+        raise RestoreError(f"Cannot reach the database server {db.host}:{db.port}: {exc}") from exc
+
+
+def _mysql_client_error(exc: OSError) -> RestoreError:
+    return RestoreError(
+        f"Cannot run {settings.MYSQL_COMMAND!r} ({exc.strerror or exc}): install the MariaDB client "
+        "tools (Debian: apt-get install mariadb-client) or set MYSQL_COMMAND. The tenant was not touched."
+    )
+
+
+def _mysql_client_check() -> None:
+    """Fail before anything is created or dropped when the `mysql` client cannot run."""
+    try:
+        done = subprocess.run(  # noqa: S603
+            [settings.MYSQL_COMMAND, "--version"], capture_output=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _mysql_client_error(exc if isinstance(exc, OSError) else OSError(str(exc))) from exc
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip()
+        raise RestoreError(
+            f"{settings.MYSQL_COMMAND!r} --version failed (exit {done.returncode}): {message}. "
+            "The tenant was not touched."
+        )
+
+
+def _mysql_load(plain: Path, database: str) -> None:
     with _mysql_option_file() as option_file, plain.open("rb") as source, tempfile.TemporaryFile() as errors:
         command = [
             settings.MYSQL_COMMAND,
             f"--defaults-extra-file={option_file}",
             f"--default-character-set={get_config().charset}",
-            target.database,
+            _check_side(database),
         ]
         try:
             code = subprocess.run(command, stdin=source, stdout=subprocess.DEVNULL, stderr=errors).returncode  # noqa: S603
         except OSError as exc:
-            raise RestoreError(
-                f"Cannot run {settings.MYSQL_COMMAND!r} ({exc.strerror or exc}): install the MariaDB client "
-                "tools (Debian: apt-get install mariadb-client) or set MYSQL_COMMAND."
-            ) from exc
+            raise _mysql_client_error(exc) from exc
         if code != 0:
             errors.seek(0)
             message = errors.read().decode(errors="replace").strip()
-            raise RestoreError(f"Loading the backup into {target.database} failed (exit {code}): {message}")
+            raise RestoreError(f"Loading the backup failed (exit {code}), the tenant was not touched: {message}")
+
+
+@dataclass
+class _MySQLSchema:
+    """What a database holds: tables (and sequences) to move, code objects to re-create."""
+
+    tables: list[str] = field(default_factory=list)
+    views: list[tuple[str, str]] = field(default_factory=list)  # name, CREATE VIEW
+    triggers: list[tuple[str, str, str]] = field(default_factory=list)  # name, sql_mode, CREATE TRIGGER
+    routines: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, name, sql_mode, CREATE
+
+
+def _ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _mysql_schema_read(cur: Any, database: str) -> _MySQLSchema:
+    schema = _MySQLSchema()
+    cur.execute(f"USE {_ident(database)}")
+    cur.execute("SHOW FULL TABLES")
+    for name, kind in cur.fetchall():
+        if kind == "VIEW":
+            cur.execute(f"SHOW CREATE VIEW {_ident(name)}")  # table names unqualified: the current database
+            schema.views.append((name, cur.fetchone()[1]))
+        else:
+            schema.tables.append(name)
+    cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s", (database,))
+    for (name,) in cur.fetchall():
+        cur.execute(f"SHOW CREATE TRIGGER {_ident(name)}")
+        row = cur.fetchone()
+        schema.triggers.append((name, row[1], row[2]))
+    cur.execute(
+        "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s", (database,)
+    )
+    for kind, name in cur.fetchall():
+        if kind not in ("PROCEDURE", "FUNCTION"):
+            continue
+        cur.execute(f"SHOW CREATE {kind} {_ident(name)}")
+        row = cur.fetchone()
+        schema.routines.append((kind, name, row[1], row[2]))
+    return schema
+
+
+def _mysql_code_drop(cur: Any, database: str, schema: _MySQLSchema) -> None:
+    """Drop triggers, views and routines: triggers keep a table in its database, views hold no data."""
+    cur.execute(f"USE {_ident(database)}")
+    for name, _mode, _sql in schema.triggers:
+        cur.execute(f"DROP TRIGGER IF EXISTS {_ident(name)}")
+    for name, _sql in schema.views:
+        cur.execute(f"DROP VIEW IF EXISTS {_ident(name)}")
+    for kind, name, _mode, _sql in schema.routines:
+        cur.execute(f"DROP {kind} IF EXISTS {_ident(name)}")
+
+
+def _mysql_code_create(cur: Any, database: str, schema: _MySQLSchema) -> None:
+    """Re-create routines, views (in an order their dependencies allow) and triggers."""
+    import MySQLdb
+
+    cur.execute(f"USE {_ident(database)}")
+    cur.execute("SET @m3saas_sql_mode = @@SESSION.sql_mode")
+    try:
+        for _kind, _name, mode, sql in schema.routines:
+            cur.execute("SET SESSION sql_mode = %s", (mode,))
+            cur.execute(sql)
+        cur.execute("SET SESSION sql_mode = @m3saas_sql_mode")
+        waiting = list(schema.views)
+        while waiting:
+            failed: list[tuple[str, str]] = []
+            error: Exception | None = None
+            for name, sql in waiting:
+                try:
+                    cur.execute(sql)
+                except MySQLdb.Error as exc:  # may use a view not created yet
+                    failed.append((name, sql))
+                    error = exc
+            if len(failed) == len(waiting):
+                assert error is not None
+                raise error
+            waiting = failed
+        for _name, mode, sql in schema.triggers:
+            cur.execute("SET SESSION sql_mode = %s", (mode,))
+            cur.execute(sql)
+    finally:
+        cur.execute("SET SESSION sql_mode = @m3saas_sql_mode")
+
+
+def _mysql_rename(cur: Any, moves: list[tuple[str, str, str]]) -> None:
+    """One RENAME TABLE statement: all of `moves` (table, from, to) happen, or none does."""
+    if moves:
+        cur.execute(
+            "RENAME TABLE "
+            + ", ".join(f"{_ident(src)}.{_ident(t)} TO {_ident(dst)}.{_ident(t)}" for t, src, dst in moves)
+        )
+
+
+def _mysql_swap(cur: Any, *, tenant: str, scratch: str, aside: str) -> None:
+    """Move the tenant's tables aside and the scratch tables in, in one statement; re-create
+    the code objects of the backup in the tenant. Any failure puts the tenant's own back."""
+    quote_mysql_identifier(tenant)  # validates the name
+    new = _mysql_schema_read(cur, scratch)
+    # MariaDB may qualify column references of a view with its database; the scratch name
+    # (with its `$`) cannot be anything else, so dropping it makes them the tenant's.
+    new.views = [(name, sql.replace(_ident(scratch) + ".", "")) for name, sql in new.views]
+    old = _mysql_schema_read(cur, tenant)
+    if OWNER_MARK_TABLE in old.tables:  # the tenant's own mark stays, whatever the backup holds
+        old.tables.remove(OWNER_MARK_TABLE)
+        new.tables = [t for t in new.tables if t != OWNER_MARK_TABLE]
+    _mysql_code_drop(cur, scratch, new)
+    _mysql_code_drop(cur, tenant, old)
+    swap = [(t, tenant, aside) for t in old.tables] + [(t, scratch, tenant) for t in new.tables]
+    try:
+        _mysql_rename(cur, swap)
+    except BaseException:
+        _mysql_code_create(cur, tenant, old)
+        raise
+    try:
+        _mysql_code_create(cur, tenant, new)
+    except BaseException:
+        logger.warning("restore of %s: re-creating views/triggers/routines failed; putting its data back", tenant)
+        _mysql_code_drop(cur, tenant, _mysql_schema_read(cur, tenant))
+        _mysql_rename(cur, [(t, dst, src) for t, src, dst in reversed(swap)])
+        _mysql_code_create(cur, tenant, old)
+        raise
 
 
 def _sqlite_restore(target: BackupTarget, plain: Path) -> None:
     source = sqlite3.connect(plain)
     try:
         source.execute(f'DROP TABLE "{META_TABLE}"')
-        source.commit()
         dest = connections[target.alias]
         dest.ensure_connection()
+        _sqlite_owner_mark_keep(dest.connection, source)
+        source.commit()
         # The online backup API replaces every page of the destination, schema included.
         source.backup(dest.connection)
     finally:
         source.close()
         connections[target.alias].close()
+
+
+def _sqlite_owner_mark_keep(dest: sqlite3.Connection, source: sqlite3.Connection) -> None:
+    """Put the tenant's current owner mark (if it has one) into the copy about to be restored."""
+    found = dest.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (OWNER_MARK_TABLE,))
+    row = found.fetchone()
+    if row is None:
+        return
+    rows = dest.execute(f'SELECT * FROM "{OWNER_MARK_TABLE}"').fetchall()  # noqa: S608
+    source.execute(f'DROP TABLE IF EXISTS "{OWNER_MARK_TABLE}"')
+    source.execute(row[0])
+    if rows:
+        marks = ", ".join("?" * len(rows[0]))
+        source.executemany(f'INSERT INTO "{OWNER_MARK_TABLE}" VALUES ({marks})', rows)  # noqa: S608

@@ -18,9 +18,13 @@ from django.utils import timezone
 
 from m3saas.conf import get_config
 from modules.test.v1.models import Animal
+from modules.test.v2.models import Animal as AnimalV2
+from subscriptions.models import Subscription
 from tenants.backups import (
+    HEADER_PREFIX,
     BackupMismatchError,
     BackupNotFoundError,
+    RestoreError,
     backup_create,
     backup_header,
     backup_list,
@@ -29,6 +33,8 @@ from tenants.backups import (
     backup_target_get,
     backup_target_master,
 )
+from tenants.models import Tenant
+from tenants.services import tenant_migrate, tenants_schema_mark_pending
 
 pytestmark = pytest.mark.django_db
 
@@ -263,3 +269,160 @@ def test_a_backup_lists_under_its_day(make_tenant):
     backup_create(target=backup_target_get(tenant_name=tenant.name), now=at("2031-07-08", "23:59:59"))
     (only,) = backup_list(database=tenant.name)
     assert (only.day, only.series) == (date(2031, 7, 8), "235959")
+
+
+# --- a failed restore leaves the tenant as it was ------------------------------------------
+
+
+def mysql_databases() -> set[str]:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SHOW DATABASES")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_restore_of_a_damaged_file_fails_and_keeps_the_tenants_data(make_tenant):
+    tenant = make_tenant()
+    Animal.objects.using(tenant.alias).create(name="before")
+    target = backup_target_get(tenant_name=tenant.name)
+    backup = backup_create(target=target, now=at("2031-01-01")).backup
+    Animal.objects.using(tenant.alias).create(name="after")
+    data = backup.path.read_bytes()
+    backup.path.write_bytes(data[: len(data) // 2])  # a truncated gzip stream
+
+    with pytest.raises(RestoreError, match="damaged"):
+        backup_restore(target=target, backup=backup)
+
+    assert [n for _, n in names(tenant.alias)] == ["before", "after"]
+
+
+@pytest.mark.mariadb
+def test_restore_without_a_working_mysql_client_keeps_the_tenants_data(make_tenant, settings):
+    tenant = make_tenant()
+    Animal.objects.using(tenant.alias).create(name="kept")
+    target = backup_target_get(tenant_name=tenant.name)
+    backup = backup_create(target=target, now=at("2031-01-01")).backup
+    settings.MYSQL_COMMAND = "/nonexistent/mysql"
+
+    with pytest.raises(RestoreError, match="/nonexistent/mysql"):
+        backup_restore(target=target, backup=backup)
+
+    assert [n for _, n in names(tenant.alias)] == ["kept"]
+
+
+@pytest.mark.mariadb
+def test_restore_of_a_dump_that_fails_partway_keeps_the_tenants_data_and_no_scratch_database(make_tenant):
+    tenant = make_tenant()
+    Animal.objects.using(tenant.alias).create(name="kept")
+    target = backup_target_get(tenant_name=tenant.name)
+    backup = backup_create(target=target, now=at("2031-01-01")).backup
+    with gzip.open(backup.path, "rb") as fh:
+        header = fh.readline()
+    assert header.startswith(HEADER_PREFIX)
+    with gzip.open(backup.path, "wb") as fh:  # loads a table, then stops at an error
+        fh.write(header + b"CREATE TABLE partial_table (id INT PRIMARY KEY);\nTHIS IS NOT SQL;\n")
+    before = mysql_databases()
+
+    with pytest.raises(RestoreError, match="failed"):
+        backup_restore(target=target, backup=backup)
+
+    assert [n for _, n in names(tenant.alias)] == ["kept"]
+    assert "partial_table" not in connections[tenant.alias].introspection.table_names()
+    assert mysql_databases() == before
+
+
+def test_restore_brings_back_views_and_the_tenant_user_keeps_its_access(make_tenant):
+    tenant = make_tenant(modules=[("test", 2)])
+    for name in ("ant", "asp", "bee"):
+        AnimalV2.objects.using(tenant.alias).create(name=name)
+    target = backup_target_get(tenant_name=tenant.name)
+    backup = backup_create(target=target, now=at("2031-01-01")).backup
+    AnimalV2.objects.using(tenant.alias).create(name="cat")
+
+    backup_restore(target=target, backup=backup)
+
+    connections[tenant.alias].close()  # a new connection, as the tenant's own user
+    with connections[tenant.alias].cursor() as cursor:
+        cursor.execute("SELECT letter, animals FROM test_v2_animal_stats ORDER BY letter")
+        assert [tuple(row) for row in cursor.fetchall()] == [("A", 2), ("B", 1)]
+    assert sorted(AnimalV2.objects.using(tenant.alias).values_list("name", flat=True)) == ["ant", "asp", "bee"]
+
+
+# --- a restored schema is brought up to date -----------------------------------------------
+
+
+def upgrade_to_test_v2(tenant) -> None:
+    """The tenant moves to `test` v2 after its backup was taken."""
+    Subscription.objects.filter(tenant_id=tenant.id, module__name="test").update(version=2)
+    tenants_schema_mark_pending(tenant_ids=[tenant.id])
+    target = backup_target_get(tenant_name=tenant.name)
+    assert target.tenant is not None
+    assert tenant_migrate(tenant=target.tenant).ok
+
+
+def test_restore_marks_the_tenants_schema_pending(make_tenant):
+    tenant = make_tenant()
+    backup = backup_create(target=backup_target_get(tenant_name=tenant.name), now=at("2031-01-01")).backup
+    upgrade_to_test_v2(tenant)
+    assert Tenant.objects.get(pk=tenant.id).schema_state == Tenant.SchemaState.READY
+
+    backup_restore(target=backup_target_get(tenant_name=tenant.name), backup=backup)
+
+    assert Tenant.objects.get(pk=tenant.id).schema_state == Tenant.SchemaState.PENDING
+    assert "test_v2_animal" not in connections[tenant.alias].introspection.table_names()
+
+
+def test_restore_command_migrates_an_older_backup_to_the_tenants_modules(make_tenant):
+    tenant = make_tenant()
+    backup = backup_create(target=backup_target_get(tenant_name=tenant.name), now=at("2031-01-01")).backup
+    upgrade_to_test_v2(tenant)
+    out = io.StringIO()
+
+    call_command("restore", tenant=tenant.name, interactive=False, stdout=out)
+
+    assert backup.path.name in out.getvalue()
+    assert "migrated" in out.getvalue()
+    assert Tenant.objects.get(pk=tenant.id).schema_state == Tenant.SchemaState.READY
+    connections[tenant.alias].close()
+    assert "test_v2_animal" in connections[tenant.alias].introspection.table_names()
+    AnimalV2.objects.using(tenant.alias).create(name="works")
+
+
+@pytest.mark.mariadb
+def test_restore_brings_back_triggers_and_stored_functions(make_tenant):
+    tenant = make_tenant()
+    with connections[tenant.alias].cursor() as cursor:  # DDL: never on "default" (it would commit the test)
+        cursor.execute(
+            "CREATE TRIGGER upper_name BEFORE INSERT ON test_v1_animal FOR EACH ROW SET NEW.name = UPPER(NEW.name)"
+        )
+        cursor.execute("CREATE FUNCTION double_it(x INT) RETURNS INT DETERMINISTIC RETURN x * 2")
+    target = backup_target_get(tenant_name=tenant.name)
+    backup = backup_create(target=target, now=at("2031-01-01")).backup
+    with connections[tenant.alias].cursor() as cursor:
+        cursor.execute("DROP TRIGGER upper_name")
+        cursor.execute("DROP FUNCTION double_it")
+
+    backup_restore(target=target, backup=backup)
+
+    Animal.objects.using(tenant.alias).create(name="quiet")
+    assert [n for _, n in names(tenant.alias)] == ["QUIET"]
+    with connections[tenant.alias].cursor() as cursor:
+        cursor.execute("SELECT double_it(21)")
+        assert cursor.fetchone()[0] == 42
+
+
+def test_restore_keeps_the_tenants_owner_mark_when_the_backup_has_none(make_tenant):
+    tenant = make_tenant()
+    with connections[tenant.alias].cursor() as cursor:  # a backup from before databases had one
+        cursor.execute("DROP TABLE IF EXISTS m3saas_owner")
+    target = backup_target_get(tenant_name=tenant.name)
+    backup = backup_create(target=target, now=at("2031-01-01")).backup
+    with connections[tenant.alias].cursor() as cursor:
+        cursor.execute("CREATE TABLE m3saas_owner (tenant_id BIGINT PRIMARY KEY)")
+        cursor.execute("INSERT INTO m3saas_owner (tenant_id) VALUES (%s)", [tenant.id])
+
+    backup_restore(target=target, backup=backup)
+
+    with connections[tenant.alias].cursor() as cursor:
+        cursor.execute("SELECT tenant_id FROM m3saas_owner")
+        assert [row[0] for row in cursor.fetchall()] == [tenant.id]
+    assert tenant_migrate(tenant=tenant).ok  # provisioning still recognises the database as the tenant's

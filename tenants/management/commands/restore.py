@@ -9,6 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from m3saas.exceptions import ApplicationError
 from tenants.backups import backup_restore, backup_select, backup_target_get
+from tenants.models import TenantMigrationRun
+from tenants.services import tenant_migrate
 
 
 def _date(value: str) -> date:
@@ -21,7 +23,8 @@ def _date(value: str) -> date:
 class Command(BaseCommand):
     help = (
         "Replace a tenant's data with a backup: the newest, the newest of --date YYYY-MM-DD, "
-        "or exactly --date YYYY-MM-DD --series HHMMSS. Other tenants are not touched."
+        "or exactly --date YYYY-MM-DD --series HHMMSS, then migrate it to its modules. "
+        "Other tenants are not touched; a failed restore leaves the tenant's data as it was."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -51,3 +54,13 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(f"{target.database}: restored from {backup.path}")
+        # The backup may be older than the tenant's modules: migrate it now (it is marked pending).
+        assert target.tenant is not None
+        result = tenant_migrate(tenant=target.tenant, trigger=TenantMigrationRun.Trigger.COMMAND)
+        if not result.ok:
+            raise CommandError(
+                f"{target.database}: restored, but migrating it to its modules failed: {result.error}. "
+                "Fix the cause, then run: manage.py migrate_tenants --failed"
+            )
+        applied = ", ".join(result.applied) or "nothing to apply"
+        self.stdout.write(f"{target.database}: migrated ({applied})")

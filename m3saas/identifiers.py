@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 
 IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 USER_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Names MariaDB/MySQL keep for themselves, the master's alias, and its SQLite file and backup folder name.
-RESERVED = frozenset({"default", "master", "mysql", "information_schema", "performance_schema", "sys"})
+RESERVED = frozenset({"default", "master", "root", "mysql", "information_schema", "performance_schema", "sys"})
 
 
 def _check(value: object, pattern: re.Pattern[str], what: str, limit: int) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ValidationError(
             f"{value!r} is not a safe {what}: use 1 to {limit} lower-case letters, digits and "
             "underscores, starting with a letter.",
@@ -39,8 +40,27 @@ def validate_user_name(value: object) -> None:
     _check(value, USER_RE, "database user name", 32)
 
 
+def validate_not_master(*, name: str, user: str) -> None:
+    """Refuse a tenant database or user that is the master's own, as the config names them.
+
+    Provisioning such a tenant would grant it the master database or change the master
+    account's password.
+    """
+    from m3saas.conf import get_config
+
+    config = get_config()
+    errors: dict[str, str] = {}
+    master_database = config.database.name if config.is_mysql else Path(config.database.name).stem
+    if name == master_database:
+        errors["name"] = f"{name!r} is the master database's name."
+    if config.is_mysql and user == config.database.user:
+        errors["user"] = f"{user!r} is the master database's user."
+    if errors:
+        raise ValidationError(errors, code="master_identifier")
+
+
 def validate_module_name(value: object) -> None:
-    if not isinstance(value, str) or not IDENTIFIER_RE.match(value):
+    if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value):
         raise ValidationError(
             f"{value!r} is not a safe module name: use lower-case letters, digits and underscores, "
             "starting with a letter (it is the module's folder under modules/).",

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from m3saas.identifiers import validate_database_name, validate_user_name
+from m3saas.identifiers import validate_database_name, validate_not_master, validate_user_name
 
 
 class Tenant(models.Model):
@@ -47,6 +47,9 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.id})"
+
+    def clean(self) -> None:
+        validate_not_master(name=self.name, user=self.user)
 
 
 class TenantMigrationRun(models.Model):

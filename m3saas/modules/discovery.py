@@ -43,7 +43,7 @@ def scan_modules(modules_dir: Path) -> tuple[list[FoundVersion], list[Problem]]:
     for module_dir in sorted(modules_dir.iterdir()):
         if module_dir.name in _IGNORED or module_dir.name.startswith(".") or not module_dir.is_dir():
             continue
-        if not MODULE_NAME_RE.match(module_dir.name):
+        if not MODULE_NAME_RE.fullmatch(module_dir.name):
             problems.append(
                 Problem(
                     module_dir,
@@ -55,7 +55,7 @@ def scan_modules(modules_dir: Path) -> tuple[list[FoundVersion], list[Problem]]:
         for version_dir in sorted(module_dir.iterdir()):
             if version_dir.name in _IGNORED or version_dir.name.startswith(".") or not version_dir.is_dir():
                 continue
-            match = VERSION_DIR_RE.match(version_dir.name)
+            match = VERSION_DIR_RE.fullmatch(version_dir.name)
             if not match:
                 problems.append(
                     Problem(

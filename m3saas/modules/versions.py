@@ -15,7 +15,7 @@ class Version:
     __slots__ = ("_key", "parts", "text")
 
     def __init__(self, text: str) -> None:
-        if not VERSION_RE.match(text):
+        if not VERSION_RE.fullmatch(text):
             raise ValueError(f"not a version: {text!r}")
         self.text = text
         self.parts = tuple(int(p) for p in text.split("."))

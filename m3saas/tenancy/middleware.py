@@ -35,7 +35,7 @@ def resolve_module_version(tenant: TenantInfo, module: str, segment: str | None)
         raise UnknownModuleError(f"No module named '{module}'.")
     if not segment:
         raise VersionNotFoundError(f"Give a version after the module: /{tenant.id}/{module}/v1/…")
-    if not segment.startswith("v") or not VERSION_RE.match(segment[1:]):
+    if not segment.startswith("v") or not VERSION_RE.fullmatch(segment[1:]):
         raise VersionNotFoundError(f"'{segment}' is not a version: use v1, v1.4, v1.0.1.")
     version = Version(segment[1:])
     subscribed = tenant.module_major(module)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connections
 
 from m3saas.conf import get_config
+from m3saas.exceptions import ProvisioningError
 from m3saas.tenancy.migrate import tenant_pending_migrations
 from subscriptions.models import Module, Subscription
 from tenants.models import Tenant
@@ -82,6 +86,8 @@ def test_migrate_tenants_reports_each_tenant(make_tenant, capsys):
         "mysql",
         "default",
         "master",
+        "root",
+        "first_tenant\n",
     ],
 )
 def test_unsafe_tenant_names_are_refused(name):
@@ -158,3 +164,73 @@ def test_tenant_database_uses_the_configured_collation(make_tenant):
             "SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", [tenant.name]
         )
         assert cur.fetchone()[0] == get_config().collation
+
+
+def test_tenant_named_like_the_master_database_is_refused():
+    config = get_config()
+    master = config.database.name if config.is_mysql else Path(config.database.name).stem
+    with pytest.raises(ValidationError) as error:
+        tenant_create(name=master, user="safe_user", password="pw", provision=False)
+    assert "master database's name" in str(error.value.message_dict["name"])
+
+
+@pytest.mark.mariadb
+def test_tenant_using_the_master_database_user_is_refused():
+    with pytest.raises(ValidationError) as error:
+        tenant_create(name="safe_name", user=get_config().database.user, password="pw", provision=False)
+    assert "master database's user" in str(error.value.message_dict["user"])
+
+
+def test_deleted_tenants_database_is_never_inherited_by_a_new_tenant(make_tenant):
+    """Deleting a tenant row keeps its database; a new tenant of that name must not adopt it."""
+    from modules.test.v1.models import Animal
+
+    old = make_tenant()
+    Animal.objects.using(old.alias).create(name="old customer's secret")
+    Tenant.objects.filter(pk=old.id).delete()
+    newcomer = Tenant.objects.create(name=old.name, user=old.user, password="new-customer")
+    Subscription.objects.create(tenant=newcomer, module=Module.objects.get_or_create(name="test")[0], version=1)
+    with pytest.raises(ProvisioningError, match=rf"belongs to tenant #{old.id}"):
+        tenant_provision(tenant=tenant_info_from_row(newcomer))
+    assert list(Animal.objects.using(old.alias).values_list("name", flat=True)) == ["old customer's secret"]
+
+
+def root_execute(*statements: tuple[str, list[str]]) -> None:
+    """DDL on a connection of its own: on MariaDB it would commit the test's master transaction."""
+    import MySQLdb
+
+    db = get_config().database
+    conn = MySQLdb.connect(host=db.host, port=db.port, user=db.user, password=db.password)
+    try:
+        with conn.cursor() as cur:
+            for sql, params in statements:
+                cur.execute(sql, params)
+    finally:
+        conn.close()
+
+
+def test_a_database_without_owner_mark_is_refused(make_tenant):
+    tenant = make_tenant(provision=False)
+    config = get_config()
+    if config.is_mysql:
+        root_execute((f"CREATE DATABASE `{tenant.name}`", []))
+    else:
+        path = config.tenant_sqlite_dir / f"{tenant.name}.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).execute("CREATE TABLE someone_elses (id INTEGER)").connection.close()
+    with pytest.raises(ProvisioningError, match="no owner mark"):
+        tenant_provision(tenant=tenant)
+
+
+@pytest.mark.mariadb
+def test_an_existing_account_with_other_privileges_is_never_adopted(make_tenant):
+    tenant = make_tenant(provision=False)
+    root_execute(
+        ("CREATE USER %s@'%%' IDENTIFIED BY 'x'", [tenant.user]),
+        ("GRANT SELECT ON `mysql`.* TO %s@'%%'", [tenant.user]),
+    )
+    try:
+        with pytest.raises(ProvisioningError, match="already exists with other privileges"):
+            tenant_provision(tenant=tenant)
+    finally:
+        root_execute(("DROP USER IF EXISTS %s@'%%'", [tenant.user]))

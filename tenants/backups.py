@@ -37,6 +37,7 @@ from m3saas.exceptions import ApplicationError, NotFoundError
 from m3saas.identifiers import quote_mysql_identifier
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.context import TenantInfo
+from tenants.provisioning import OWNER_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,9 @@ ENGINE_SQLITE = "sqlite"
 EXTENSIONS = {ENGINE_MYSQL: ".sql.gz", ENGINE_SQLITE: ".sqlite3.gz"}
 HEADER_PREFIX = b"-- M3SaaS backup "
 META_TABLE = "m3saas_backup"
-# Provisioning's owner mark (tenants/provisioning.py): it tells whose database this is, so a
-# restore keeps the tenant's current one rather than the backup's (which may lack it).
-OWNER_MARK_TABLE = "m3saas_owner"
+# Provisioning's owner mark tells whose database this is: a restore keeps the tenant's current
+# one rather than the backup's (which may lack it).
+OWNER_MARK_TABLE = OWNER_TABLE
 FILE_RE = re.compile(
     r"^(?P<database>.+)-(?P<date>\d{4}-\d{2}-\d{2})-(?P<series>\d{6})(?P<ext>\.sql\.gz|\.sqlite3\.gz)$"
 )

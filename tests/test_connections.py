@@ -38,3 +38,32 @@ def test_first_request_registers_the_tenant_alias(make_tenant):
     assert APIClient().get(f"/{tenant.id}/test/v1/animals").status_code == 200
     assert is_tenant_alias(tenant.alias)
     assert connections.settings[tenant.alias]["ATOMIC_REQUESTS"] is False
+
+
+def test_new_credentials_reach_threads_that_already_hold_a_connection(make_tenant):
+    """Re-registering an alias (new password) in one thread replaces the others' stale wrappers."""
+    import dataclasses
+    import threading
+
+    from m3saas.tenancy.connections import tenant_connection_register
+
+    tenant = make_tenant()
+    first_use, re_registered = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def worker() -> None:
+        try:
+            connections[tenant.alias].ensure_connection()
+            first_use.set()
+            re_registered.wait(timeout=30)
+            seen.append(connections[tenant.alias].settings_dict is connections.settings[tenant.alias])
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    first_use.wait(timeout=30)
+    tenant_connection_register(dataclasses.replace(tenant, password="rotated"))
+    re_registered.set()
+    thread.join(timeout=30)
+    assert seen == [True]

@@ -61,9 +61,16 @@ class TenantConnectionHandler(ConnectionHandler):
 
     def __getitem__(self, alias: str) -> BaseDatabaseWrapper:
         try:
-            return getattr(self._connections, alias)
+            current: BaseDatabaseWrapper = getattr(self._connections, alias)
         except AttributeError:
             pass
+        else:
+            if current.settings_dict is self.settings.get(alias) or not current.settings_dict.get(TENANT_MARK):
+                return current
+            # The tenant alias was registered again (new password or user) by another thread:
+            # this thread's wrapper still holds the old settings, so it is replaced.
+            current.close()
+            delattr(self._connections, alias)
         conn = self._parked().pop(alias, None)
         # A re-registered alias has a new settings entry: its parked wrapper is stale.
         if conn is not None and conn.settings_dict is self.settings.get(alias):

@@ -218,16 +218,20 @@ def tenant_auto_migrate(*, tenant: TenantInfo) -> TenantInfo:
         .filter(Q(schema_state=State.PENDING) | Q(schema_state=State.MIGRATING, schema_state_at__lt=stale))
         .update(schema_state=State.MIGRATING, schema_state_at=claimed_at)
     )
-    master_cache_invalidate()
     if not claimed:
         state = Tenant.objects.filter(pk=tenant.id).values_list("schema_state", flat=True).first()
         if state is None:
             raise TenantNotFoundError()
         if state == State.MIGRATING:
+            # Someone else's claim: every tenant's cache stays (no invalidation on a poll).
             raise TenantMigratingError()
+        master_cache_invalidate()  # this process cached a state that has changed since
         return tenant_info_get(tenant_id=tenant.id)
+    master_cache_invalidate()
     logger.info("auto-migrating tenant %s on its first request", tenant.name)
-    result = tenant_migrate(tenant=tenant, seed=Seeding.MAIN, trigger=Trigger.REQUEST)
+    # Read again after the claim: the cached view may predate a subscription change.
+    fresh = tenant_info_from_row(Tenant.objects.get(pk=tenant.id))
+    result = tenant_migrate(tenant=fresh, seed=Seeding.MAIN, trigger=Trigger.REQUEST)
     if not result.ok:
         raise TenantNotReadyError()
     return tenant_info_get(tenant_id=tenant.id)

@@ -138,3 +138,20 @@ def test_master_change_is_invalidated_again_when_it_commits(make_tenant, django_
         Subscription.objects.get(tenant_id=tenant.id).save()  # the signal, inside the transaction
         master_cached("probe", lambda: "stale")  # a concurrent reader before the commit
     assert master_cached("probe", lambda: "fresh") == "fresh"
+
+
+def test_polling_a_tenant_being_migrated_keeps_other_tenants_cached(client, make_tenant, settings):
+    from django.utils import timezone
+
+    from tenants.models import Tenant
+
+    settings.AUTO_MIGRATION = True
+    ready, busy = make_tenant(), make_tenant()
+    Tenant.objects.filter(pk=busy.id).update(schema_state="migrating", schema_state_at=timezone.now())
+    assert client.get(f"/{ready.id}/test/v1/animals").status_code == 200  # warm
+    response = client.get(f"/{busy.id}/test/v1/animals")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "tenant_migrating"
+    with CaptureQueriesContext(connections["default"]) as master:
+        assert client.get(f"/{ready.id}/test/v1/animals").status_code == 200
+    assert len(master) == 0, [q["sql"] for q in master.captured_queries]

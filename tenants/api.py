@@ -2,14 +2,16 @@
 
 As in the original M3SaaS every variant migrates and applies the main seeds first; `force`
 rewrites every main seed, `seed` then inserts the temporary seeds, `deseed` removes them.
-GET and POST do the same. Only a staff user may call them: an admin session, or
-`Authorization: Token <key>` of a staff user's DRF token. Anyone else gets 401/403 and
-nothing runs.
+GET and POST do the same. Only a staff user may call them: `Authorization: Token <key>` of a
+staff user's DRF token (GET or POST), or an admin session by POST only, CSRF-checked, so that
+a link or an image in a page an operator opens can never run one. Anyone else gets 401/403
+and nothing runs.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import IsAdminUser
@@ -33,9 +35,18 @@ ACTIONS = {
 }
 
 
+class SessionOnPostAuthentication(SessionAuthentication):
+    """An admin session counts only for POST (CSRF-checked), never for a GET a link can trigger."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        if request.method != "POST":
+            return None
+        return super().authenticate(request)
+
+
 class _OperatorView(APIView):
     # Token first: an anonymous caller gets 401 with `WWW-Authenticate: Token`.
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [TokenAuthentication, SessionOnPostAuthentication]
     permission_classes = [IsAdminUser]
 
     @staticmethod

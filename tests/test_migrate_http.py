@@ -87,7 +87,7 @@ def test_a_non_staff_token_is_403_and_nothing_runs(make_tenant, master_seeds):
 def test_a_non_staff_session_is_403(client, make_tenant):
     tenant = make_tenant(provision=False)
     client.force_login(User.objects.create_user("someone", password="pw-someone-123"))
-    assert client.get(f"/{tenant.id}/migrate").status_code == 403
+    assert client.post(f"/{tenant.id}/migrate").status_code == 403
     assert not provisioner().exists(tenant)
 
 
@@ -102,11 +102,19 @@ def test_staff_token_migrates_and_seeds_a_tenant(operator, make_tenant):
     assert (run.trigger, run.status, run.seeded) == ("http", "ok", True)
 
 
-def test_staff_session_migrates_a_tenant_with_get(client, make_tenant):
+def test_staff_session_migrates_a_tenant_with_post(client, make_tenant):
     tenant = make_tenant(provision=False)
     client.force_login(User.objects.create_user("staff", password="pw-staff-123", is_staff=True))
-    assert client.get(f"/{tenant.id}/migrate").status_code == 204
+    assert client.post(f"/{tenant.id}/migrate").status_code == 204
     assert "test_v1_animal" in tables(tenant.alias)
+
+
+@pytest.mark.parametrize("path", ["/migrate/force", "/{id}/migrate/deseed"])
+def test_staff_session_get_runs_nothing_a_link_could_trigger(client, make_tenant, path):
+    tenant = make_tenant(provision=False)
+    client.force_login(User.objects.create_user("staff", password="pw-staff-123", is_staff=True))
+    assert client.get(path.format(id=tenant.id)).status_code == 401
+    assert not provisioner().exists(tenant)
 
 
 def test_staff_session_post_without_csrf_token_is_refused(make_tenant):

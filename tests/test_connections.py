@@ -67,3 +67,19 @@ def test_new_credentials_reach_threads_that_already_hold_a_connection(make_tenan
     re_registered.set()
     thread.join(timeout=30)
     assert seen == [True]
+
+
+def test_a_new_tenant_password_is_applied_before_the_next_request(make_tenant, settings):
+    """The database user's password follows the tenant's; the tenant is served throughout."""
+    from tenants.models import Tenant
+
+    settings.AUTO_MIGRATION = True
+    tenant = make_tenant()
+    client = APIClient()
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    row = Tenant.objects.get(pk=tenant.id)
+    row.password = "rotated-password"
+    row.save(update_fields=["password"])
+    assert Tenant.objects.get(pk=tenant.id).schema_state == "pending"
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert Tenant.objects.get(pk=tenant.id).schema_state == "ready"

@@ -37,7 +37,7 @@ from m3saas.exceptions import ApplicationError, NotFoundError
 from m3saas.identifiers import quote_mysql_identifier
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.context import TenantInfo
-from tenants.provisioning import OWNER_TABLE
+from tenants.provisioning import OWNER_TABLE, provisioner
 
 logger = logging.getLogger(__name__)
 
@@ -480,8 +480,6 @@ def _mysql_restore(target: BackupTarget, plain: Path) -> None:
     Nothing of the tenant's is touched until the dump has loaded cleanly; a failure at any
     step drops the scratch database and leaves the tenant as it was.
     """
-    from tenants.provisioning import provisioner
-
     assert target.tenant is not None
     _mysql_client_check()
     scratch = _mysql_side_database(target.database, "restore")

@@ -154,8 +154,7 @@ class MySQLProvisioner:
         conn = self._connect()
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (tenant.name,))
-                return cur.fetchone() is not None
+                return self._database_exists(cur, tenant.name)
         finally:
             conn.close()
 

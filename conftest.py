@@ -26,9 +26,9 @@ def _reachable(host: str, port: int) -> bool:
 
 def _mysql_problem() -> str | None:
     """Why the configured MariaDB cannot be used, or None when it can."""
-    from m3saas.conf import get_config
+    from django.conf import settings
 
-    config = get_config()
+    config = settings.M3SAAS_CONFIG
     if not config.is_mysql:
         return None
     db = config.database
@@ -38,9 +38,9 @@ def _mysql_problem() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from m3saas.conf import get_config
+    from django.conf import settings
 
-    if not get_config().is_mysql:
+    if not settings.M3SAAS_CONFIG.is_mysql:
         # MariaDB-only tests belong to the MariaDB pass (`make test` runs both passes).
         kept = [i for i in items if i.get_closest_marker("mariadb") is None]
         deselected = [i for i in items if i.get_closest_marker("mariadb") is not None]

@@ -233,9 +233,9 @@ class ApiErrorMiddleware:
 
     @staticmethod
     def _is_api_path(path: str) -> bool:
-        from m3saas.conf import get_config
+        from django.conf import settings
 
-        prefix = f"/{get_config().sub_directory}/" if get_config().sub_directory else "/"
+        prefix = f"/{settings.M3SAAS_CONFIG.sub_directory}/" if settings.M3SAAS_CONFIG.sub_directory else "/"
         static = "/" + str(settings.STATIC_URL).lstrip("/")
         return not (path.startswith(f"{prefix}admin/") or path.startswith(static))
 

@@ -252,14 +252,3 @@ def load_config(path: Path | None = None) -> Config:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     return parse_config(source, data)
-
-
-_loaded: Config | None = None
-
-
-def get_config() -> Config:
-    """The process's configuration, loaded on first use."""
-    global _loaded
-    if _loaded is None:
-        _loaded = load_config()
-    return _loaded

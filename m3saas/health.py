@@ -10,6 +10,7 @@ import logging
 import socket
 from typing import Any
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +18,6 @@ from rest_framework.views import APIView
 
 import m3saas
 from m3saas.api import error_body
-from m3saas.conf import get_config
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def database_status(alias: str = DEFAULT_DB_ALIAS) -> str:
 
 def broker_status() -> str:
     """`disabled` without an `mqtt` config; else whether the broker accepts a TCP connection."""
-    mqtt = get_config().mqtt
+    mqtt = settings.M3SAAS_CONFIG.mqtt
     if mqtt is None:
         return DISABLED
     try:

@@ -46,9 +46,9 @@ def validate_not_master(*, name: str, user: str) -> None:
     Provisioning such a tenant would grant it the master database or change the master
     account's password.
     """
-    from m3saas.conf import get_config
+    from django.conf import settings
 
-    config = get_config()
+    config = settings.M3SAAS_CONFIG
     errors: dict[str, str] = {}
     master_database = config.database.name if config.is_mysql else Path(config.database.name).stem
     if name == master_database:

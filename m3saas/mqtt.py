@@ -42,7 +42,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from m3saas.conf import MQTTConfig, get_config
+from m3saas.conf import MQTTConfig
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.context import TenantInfo, tenant_current, tenant_current_or_none
 
@@ -186,7 +186,7 @@ class MQTTClient:
             if cls._instance is None or cls._instance_pid != pid:
                 # After a fork the parent's client (its socket, its thread) is not ours: never
                 # close or disconnect it here, that would cut the parent's connection.
-                config, options = cls._override if cls._override is not None else (get_config().mqtt, {})
+                config, options = cls._override if cls._override is not None else (settings.M3SAAS_CONFIG.mqtt, {})
                 if config is None:
                     raise MQTTNotConfiguredError()
                 cls._instance = cls(config, **options)
@@ -219,7 +219,7 @@ class MQTTClient:
         """The broker `instance()` would use, or None when MQTT is off."""
         if cls._override is not None:
             return cls._override[0]
-        return get_config().mqtt
+        return settings.M3SAAS_CONFIG.mqtt
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -520,7 +520,7 @@ def mqtt_tenant_password(*, tenant: TenantInfo, source: str = MQTTPasswordSource
         return tenant.password
     if source != MQTTPasswordSource.DERIVED:
         raise ValueError(f"password source is one of {', '.join(MQTTPasswordSource)}, not {source!r}")
-    key = get_config().db_salt.encode("utf-8")
+    key = settings.M3SAAS_CONFIG.db_salt.encode("utf-8")
     return hmac.new(key, b"mqtt\0" + tenant.password.encode("utf-8"), hashlib.sha256).hexdigest()
 
 

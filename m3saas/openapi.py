@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import URLPattern, URLResolver, include, path, reverse
 from drf_spectacular.openapi import AutoSchema
 
 import m3saas
-from m3saas.conf import get_config
 from m3saas.modules.registry import ModuleVersion, module_versions
 from m3saas.modules.urls import module_urlpatterns
 
@@ -85,12 +85,12 @@ class ModuleAutoSchema(AutoSchema):
 def _module_patterns(module: ModuleVersion) -> list[URLPattern | URLResolver]:
     """The production URL pattern of one module version, under the configured prefix."""
     patterns = [p for p in module_urlpatterns() if getattr(p, "namespace", None) == module.label]
-    prefix = get_config().sub_directory
+    prefix = settings.M3SAAS_CONFIG.sub_directory
     return [path(f"{prefix}/", include(patterns))] if prefix else patterns
 
 
 def _path_prefix_regex(module: ModuleVersion) -> str:
-    prefix = get_config().sub_directory
+    prefix = settings.M3SAAS_CONFIG.sub_directory
     head = f"/{re.escape(prefix)}" if prefix else ""
     return rf"^{head}/\{{tenant_id\}}/{re.escape(module.name)}/v\{{version\}}"
 

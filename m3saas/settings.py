@@ -8,16 +8,17 @@ from typing import Any
 
 import environ
 
-from m3saas.conf import BASE_DIR, get_config
+from m3saas.conf import BASE_DIR, load_config
 from m3saas.modules.discovery import discover_module_apps
 
-CONFIG = get_config()
+# The parsed JSON config (m3saas.conf.Config): every other module reads it from here.
+M3SAAS_CONFIG = load_config()
 
 env = environ.Env()
 
 # Off unless asked for, even in the embedded default: error pages never show a traceback.
 DEBUG = env.bool("DEBUG", default=False)
-if CONFIG.embedded:
+if M3SAAS_CONFIG.embedded:
     # The embedded default is for trying M3SaaS on one machine; production sets its own key.
     SECRET_KEY = env.str("SECRET_KEY", default="embedded-default-not-for-production")
 else:
@@ -41,7 +42,7 @@ USE_TZ = True
 USE_I18N = False
 LANGUAGE_CODE = "en-us"
 
-AUTO_MIGRATION = env.bool("AUTO_MIGRATION", default=CONFIG.embedded)
+AUTO_MIGRATION = env.bool("AUTO_MIGRATION", default=M3SAAS_CONFIG.embedded)
 ALWAYS_FORCE_MAIN_SEEDS = env.bool("ALWAYS_FORCE_MAIN_SEEDS", default=False)
 # Seconds a tenant's resolved row and modules stay cached per process (0 disables the cache).
 TENANT_CACHE_TIMEOUT = env.int("TENANT_CACHE_TIMEOUT", default=300)
@@ -60,7 +61,7 @@ TENANT_DB_USER_HOST = env.str("TENANT_DB_USER_HOST", default="%")
 
 # Backups (`manage.py backup`, `runcrons`): where files go, and how often `runcrons` takes one
 # of each database (BACKUP_REPEAT: day, week, month, year, or off; every BACKUP_INTERVAL units).
-BACKUP_DIR = Path(env.str("BACKUP_DIR", default=str(CONFIG.var_dir / "backups")))
+BACKUP_DIR = Path(env.str("BACKUP_DIR", default=str(M3SAAS_CONFIG.var_dir / "backups")))
 BACKUP_REPEAT = env.str("BACKUP_REPEAT", default="month")
 BACKUP_INTERVAL = env.int("BACKUP_INTERVAL", default=1)
 # The MariaDB client tools used for tenant and master backups.
@@ -121,8 +122,8 @@ TEMPLATES = [
 
 
 def _master_database() -> dict[str, Any]:
-    db = CONFIG.database
-    if CONFIG.is_mysql:
+    db = M3SAAS_CONFIG.database
+    if M3SAAS_CONFIG.is_mysql:
         return {
             "ENGINE": "django.db.backends.mysql",
             "NAME": db.name,
@@ -133,10 +134,10 @@ def _master_database() -> dict[str, Any]:
             "CONN_MAX_AGE": env.int("MASTER_CONN_MAX_AGE", default=60),
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
-                "charset": CONFIG.charset,
+                "charset": M3SAAS_CONFIG.charset,
                 # One statement per call: a crafted identifier can never smuggle a second one.
                 "multi_statements": False,
-                "init_command": f"SET default_storage_engine={CONFIG.storage_engine}",
+                "init_command": f"SET default_storage_engine={M3SAAS_CONFIG.storage_engine}",
                 # A server that is down answers `/health` and requests with a 503 quickly.
                 "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5),
             },

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
-from m3saas.conf import get_config
 from m3saas.health import HealthView
 from m3saas.modules.urls import module_urlpatterns
 from m3saas.openapi import schema_urlpatterns
@@ -24,7 +24,7 @@ platform_patterns = [
     path("", include("tenants.urls")),
 ]
 
-_prefix = f"{get_config().sub_directory}/" if get_config().sub_directory else ""
+_prefix = f"{settings.M3SAAS_CONFIG.sub_directory}/" if settings.M3SAAS_CONFIG.sub_directory else ""
 urlpatterns: list[URLPattern | URLResolver] = [path(_prefix, include(platform_patterns))]
 if _prefix:
     # Load balancers and the container's health check ask `/health`, whatever the prefix.

@@ -32,7 +32,6 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
-from m3saas.conf import get_config
 from m3saas.exceptions import ApplicationError, NotFoundError
 from m3saas.identifiers import quote_mysql_identifier
 from m3saas.tenancy.connections import tenant_connection_register
@@ -124,7 +123,7 @@ class BackupResult:
 
 
 def _engine() -> str:
-    return ENGINE_MYSQL if get_config().is_mysql else ENGINE_SQLITE
+    return ENGINE_MYSQL if settings.M3SAAS_CONFIG.is_mysql else ENGINE_SQLITE
 
 
 def backup_dir() -> Path:
@@ -142,7 +141,7 @@ def _check_dir_name(database: str) -> str:
 
 def backup_target_master() -> BackupTarget:
     """The master database, with the config's `tenants.backup` limits."""
-    config = get_config()
+    config = settings.M3SAAS_CONFIG
     if config.is_mysql:
         database = str(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])
     else:
@@ -312,7 +311,7 @@ def backup_create(*, target: BackupTarget, now: datetime | None = None, director
 @contextmanager
 def _mysql_option_file() -> Iterator[str]:
     """A private option file with the master's credentials, removed afterwards."""
-    db = get_config().database
+    db = settings.M3SAAS_CONFIG.database
 
     def quoted(value: str) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -352,7 +351,7 @@ def _mysql_dump(target: BackupTarget, header: dict[str, str], out: Path) -> None
             "--triggers",
             "--no-tablespaces",
             "--hex-blob",
-            f"--default-character-set={get_config().charset}",
+            f"--default-character-set={settings.M3SAAS_CONFIG.charset}",
             _mysql_database_name(target),
         ]
         with gzip.open(out, "wb") as sink, tempfile.TemporaryFile() as errors:
@@ -492,7 +491,7 @@ def _mysql_restore(target: BackupTarget, plain: Path) -> None:
             # Leftovers of an interrupted restore: these names are this tenant's alone.
             cur.execute(f"DROP DATABASE IF EXISTS {_quote_side(scratch)}")
             cur.execute(f"DROP DATABASE IF EXISTS {_quote_side(aside)}")
-            config = get_config()
+            config = settings.M3SAAS_CONFIG
             for database in (scratch, aside):
                 cur.execute(
                     f"CREATE DATABASE {_quote_side(database)} CHARACTER SET {config.charset} COLLATE {config.collation}"
@@ -552,14 +551,14 @@ def _mysql_errors() -> tuple[type[Exception], ...]:
 def _mysql_connect() -> Any:
     import MySQLdb
 
-    db = get_config().database
+    db = settings.M3SAAS_CONFIG.database
     try:
         return MySQLdb.connect(
             host=db.host,
             port=db.port,
             user=db.user,
             password=db.password,
-            charset=get_config().charset,
+            charset=settings.M3SAAS_CONFIG.charset,
             multi_statements=False,
         )
     except MySQLdb.Error as exc:
@@ -594,7 +593,7 @@ def _mysql_load(plain: Path, database: str) -> None:
         command = [
             settings.MYSQL_COMMAND,
             f"--defaults-extra-file={option_file}",
-            f"--default-character-set={get_config().charset}",
+            f"--default-character-set={settings.M3SAAS_CONFIG.charset}",
             _check_side(database),
         ]
         try:

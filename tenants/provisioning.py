@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from m3saas.conf import Config, get_config
+from m3saas.conf import Config
 from m3saas.exceptions import ProvisioningError
 from m3saas.identifiers import grant_pattern, quote_mysql_identifier, validate_not_master, validate_user_name
 from m3saas.tenancy.connections import tenant_database_settings, tenant_db_password
@@ -200,5 +200,5 @@ class SQLiteProvisioner:
 
 
 def provisioner() -> Provisioner:
-    config = get_config()
+    config = settings.M3SAAS_CONFIG
     return MySQLProvisioner(config) if config.is_mysql else SQLiteProvisioner()

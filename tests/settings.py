@@ -15,9 +15,9 @@ if not _var_dir:
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
 
 from m3saas.settings import *  # noqa: E402,F403
-from m3saas.settings import CONFIG, DATABASES  # noqa: E402
+from m3saas.settings import DATABASES, M3SAAS_CONFIG  # noqa: E402
 
-if CONFIG.is_mysql:
+if M3SAAS_CONFIG.is_mysql:
     # Unique per run, so two suites can share one server.
     DATABASES["default"]["TEST"] = {"NAME": f"test_m3saas_master_{os.getpid()}"}
 

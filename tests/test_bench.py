@@ -60,10 +60,9 @@ def test_load_generator_counts_every_non_200_as_an_error(http_server):
 @pytest.mark.mariadb
 def test_quick_benchmark_runs_end_to_end_and_drops_what_it_created(tmp_path):
     import MySQLdb
+    from django.conf import settings
 
-    from m3saas.conf import get_config
-
-    db = get_config().database
+    db = settings.M3SAAS_CONFIG.database
     output = tmp_path / "performance.md"
     done = subprocess.run(
         [

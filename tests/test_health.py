@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import socket
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.conf import settings
 from django.db import connections
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 import m3saas
-from m3saas import conf
-from m3saas.conf import MQTTConfig, get_config
+from m3saas.conf import MQTTConfig
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.django_db
+
+
+def _use_mqtt_config(monkeypatch: pytest.MonkeyPatch, mqtt: MQTTConfig | None) -> None:
+    monkeypatch.setattr(settings, "M3SAAS_CONFIG", dataclasses.replace(settings.M3SAAS_CONFIG, mqtt=mqtt))
 
 
 @pytest.fixture
@@ -84,13 +89,13 @@ def test_health_needs_no_tenant_and_no_login(client):
 
 
 def test_mqtt_is_reported_disabled_without_mqtt_config(client, monkeypatch):
-    monkeypatch.setattr(conf, "_loaded", get_config().__class__(**{**get_config().__dict__, "mqtt": None}))
+    _use_mqtt_config(monkeypatch, None)
     assert client.get("/health").json()["checks"]["mqtt"] == "disabled"
 
 
 def test_unreachable_broker_is_503_naming_mqtt(client, monkeypatch):
     mqtt = MQTTConfig(host="127.0.0.1", port=_closed_port(), username="app", password="broker-secret")
-    monkeypatch.setattr(conf, "_loaded", get_config().__class__(**{**get_config().__dict__, "mqtt": mqtt}))
+    _use_mqtt_config(monkeypatch, mqtt)
     response = client.get("/health")
     assert response.status_code == 503
     body = response.json()
@@ -102,7 +107,7 @@ def test_unreachable_broker_is_503_naming_mqtt(client, monkeypatch):
 def test_reachable_broker_is_ok(client, monkeypatch, mqtt_broker):
     host, port = mqtt_broker
     mqtt = MQTTConfig(host=host, port=port, username=None, password=None)
-    monkeypatch.setattr(conf, "_loaded", get_config().__class__(**{**get_config().__dict__, "mqtt": mqtt}))
+    _use_mqtt_config(monkeypatch, mqtt)
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json()["checks"]["mqtt"] == "ok"
@@ -130,11 +135,11 @@ def test_health_recovers_when_the_database_is_back(client, master_outage):
 
 def test_health_never_shows_hosts_users_or_passwords(client, monkeypatch, master_outage):
     mqtt = MQTTConfig(host="127.0.0.1", port=_closed_port(), username="app_user", password="broker-secret")
-    monkeypatch.setattr(conf, "_loaded", get_config().__class__(**{**get_config().__dict__, "mqtt": mqtt}))
+    _use_mqtt_config(monkeypatch, mqtt)
     cut, _ = master_outage
     cut()
     text = json.dumps(client.get("/health").json())
-    db = get_config().database
+    db = settings.M3SAAS_CONFIG.database
     for secret in ("broker-secret", "app_user", "127.0.0.1", str(mqtt.port), db.password or "x-no-password"):
         assert secret not in text
     if db.user:

@@ -12,7 +12,6 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import ConnectionHandler
 
-from m3saas.conf import get_config
 from m3saas.tenancy.context import TenantInfo
 
 logger = logging.getLogger(__name__)
@@ -144,12 +143,12 @@ _handler = _handler_install()
 
 def tenant_db_password(password: str) -> str:
     """The tenant database user's password: a SHA-256 of the configured salt and the tenant password."""
-    return hashlib.sha256(f"{get_config().db_salt}{password}".encode()).hexdigest()
+    return hashlib.sha256(f"{settings.M3SAAS_CONFIG.db_salt}{password}".encode()).hexdigest()
 
 
 def tenant_database_settings(*, name: str, user: str, password: str) -> dict[str, Any]:
     """A complete `DATABASES` entry for a tenant database."""
-    config = get_config()
+    config = settings.M3SAAS_CONFIG
     entry: dict[str, Any]
     if config.is_mysql:
         entry = {

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from m3saas.api import error_response
-from m3saas.conf import get_config
 from m3saas.exceptions import (
     ApplicationError,
     ModuleNotSubscribedError,
@@ -53,7 +53,7 @@ class TenantMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.path_regex = tenant_path_regex(get_config().sub_directory)
+        self.path_regex = tenant_path_regex(settings.M3SAAS_CONFIG.sub_directory)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         match = self.path_regex.match(request.path_info)

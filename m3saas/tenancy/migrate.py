@@ -11,10 +11,10 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from m3saas.conf import get_config
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.context import TenantInfo, use_tenant
@@ -38,7 +38,7 @@ def tenant_schema_lock(tenant: TenantInfo) -> Iterator[None]:
     once; the second waits, then finds nothing left to apply. MySQL/MariaDB: a named lock on the
     master server; SQLite: a lock file beside the tenant's database file.
     """
-    config = get_config()
+    config = settings.M3SAAS_CONFIG
     if config.is_mysql:
         name = f"m3saas:schema:{tenant.name}"
         master = connections[DEFAULT_DB_ALIAS]

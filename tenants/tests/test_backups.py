@@ -11,12 +11,12 @@ import shutil
 from datetime import date, datetime, timedelta
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 from django.utils import timezone
 
-from m3saas.conf import get_config
 from modules.test.v1.models import Animal
 from modules.test.v2.models import Animal as AnimalV2
 from subscriptions.models import Subscription
@@ -58,7 +58,7 @@ def files(database: str) -> list[str]:
 
 
 def ext() -> str:
-    return ".sql.gz" if get_config().is_mysql else ".sqlite3.gz"
+    return ".sql.gz" if settings.M3SAAS_CONFIG.is_mysql else ".sqlite3.gz"
 
 
 def test_backup_is_a_compressed_file_named_after_database_date_and_series(make_tenant, backup_dir):

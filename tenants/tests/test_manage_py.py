@@ -10,8 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from m3saas.conf import get_config
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +27,7 @@ def test_migrate_database_tenant_creates_the_database_then_migrates(tmp_path):
     """Before the first migration the tenant's database and user do not exist yet."""
     import MySQLdb
 
-    db = get_config().database
+    db = settings.M3SAAS_CONFIG.database
     suffix = uuid.uuid4().hex[:10]
     master, tenant = f"m3cli_{suffix}", f"tcli_{suffix}"
     config = tmp_path / "config.json"

@@ -6,11 +6,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connections
 
-from m3saas.conf import get_config
 from m3saas.exceptions import ProvisioningError
 from m3saas.tenancy.migrate import tenant_pending_migrations
 from subscriptions.models import Module, Subscription
@@ -122,7 +122,7 @@ def test_tenant_user_cannot_reach_another_tenants_database(make_tenant):
     from m3saas.tenancy.connections import tenant_db_password
 
     first, second = make_tenant(), make_tenant()
-    db = get_config().database
+    db = settings.M3SAAS_CONFIG.database
     conn = MySQLdb.connect(
         host=db.host, port=db.port, user=first.user, password=tenant_db_password(first.password), database=first.name
     )
@@ -147,7 +147,7 @@ def test_grant_does_not_treat_underscore_as_a_wildcard(make_tenant):
 
     first = make_tenant(name="gw_a_b")
     lookalike = make_tenant(name="gwxaxb")
-    db = get_config().database
+    db = settings.M3SAAS_CONFIG.database
     conn = MySQLdb.connect(host=db.host, port=db.port, user=first.user, password=tenant_db_password(first.password))
     try:
         with conn.cursor() as cur, pytest.raises(MySQLdb.OperationalError):
@@ -163,11 +163,11 @@ def test_tenant_database_uses_the_configured_collation(make_tenant):
         cur.execute(
             "SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", [tenant.name]
         )
-        assert cur.fetchone()[0] == get_config().collation
+        assert cur.fetchone()[0] == settings.M3SAAS_CONFIG.collation
 
 
 def test_tenant_named_like_the_master_database_is_refused():
-    config = get_config()
+    config = settings.M3SAAS_CONFIG
     master = config.database.name if config.is_mysql else Path(config.database.name).stem
     with pytest.raises(ValidationError) as error:
         tenant_create(name=master, user="safe_user", password="pw", provision=False)
@@ -177,7 +177,7 @@ def test_tenant_named_like_the_master_database_is_refused():
 @pytest.mark.mariadb
 def test_tenant_using_the_master_database_user_is_refused():
     with pytest.raises(ValidationError) as error:
-        tenant_create(name="safe_name", user=get_config().database.user, password="pw", provision=False)
+        tenant_create(name="safe_name", user=settings.M3SAAS_CONFIG.database.user, password="pw", provision=False)
     assert "master database's user" in str(error.value.message_dict["user"])
 
 
@@ -199,7 +199,7 @@ def root_execute(*statements: tuple[str, list[str]]) -> None:
     """DDL on a connection of its own: on MariaDB it would commit the test's master transaction."""
     import MySQLdb
 
-    db = get_config().database
+    db = settings.M3SAAS_CONFIG.database
     conn = MySQLdb.connect(host=db.host, port=db.port, user=db.user, password=db.password)
     try:
         with conn.cursor() as cur:
@@ -211,7 +211,7 @@ def root_execute(*statements: tuple[str, list[str]]) -> None:
 
 def test_a_database_without_owner_mark_is_refused(make_tenant):
     tenant = make_tenant(provision=False)
-    config = get_config()
+    config = settings.M3SAAS_CONFIG
     if config.is_mysql:
         root_execute((f"CREATE DATABASE `{tenant.name}`", []))
     else:

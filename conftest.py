@@ -1,17 +1,20 @@
-"""Shared test set-up: the backend pass, the services' availability, tenant fixtures."""
+"""Shared test set-up: the backend pass, the services' availability, tenant fixtures.
+
+Django and project imports sit inside the hooks and fixtures: this file is imported before
+pytest-django has configured the settings.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from m3saas.tenancy.context import TenantInfo
+    from m3saas.tenancy.info import TenantInfo
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -119,10 +122,10 @@ def make_tenant(db: None) -> Iterator[MakeTenant]:
 
     `make_tenant(modules=[("test", 1)], provision=True, **fields)` → `TenantInfo`.
     """
-    from subscriptions.models import Module, Subscription
     from tenants.models import Tenant
     from tenants.selectors import tenant_info_from_row
     from tenants.services import tenant_database_drop, tenant_provision
+    from tenants.tests.factories import TenantFactory
 
     created: list[TenantInfo] = []
 
@@ -132,13 +135,7 @@ def make_tenant(db: None) -> Iterator[MakeTenant]:
         provision: bool = True,
         **fields: Any,
     ) -> TenantInfo:
-        name = str(fields.pop("name", f"t{uuid.uuid4().hex[:12]}"))
-        tenant = Tenant.objects.create(
-            name=name, user=str(fields.pop("user", name)), password=str(fields.pop("password", "secret")), **fields
-        )
-        for module_name, version in modules:
-            module, _ = Module.objects.get_or_create(name=module_name)
-            Subscription.objects.create(tenant=tenant, module=module, version=version)
+        tenant: Tenant = TenantFactory(modules=list(modules), **fields)
         info = tenant_info_from_row(tenant)
         created.append(info)
         if provision:

@@ -9,6 +9,7 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "m3saas.settings")
+    # Imported after the settings module is named; the platform's only after django.setup().
     import django
     from django.core.management import execute_from_command_line
 

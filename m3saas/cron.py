@@ -1,4 +1,6 @@
-"""Scheduled jobs: declaration (`Job`), due-date rules, and the daily runner behind `runcrons`.
+"""Scheduled jobs: declaration (`Job`), due-date rules, and running one job when it is due.
+
+The daily runner behind `runcrons`, which walks the master and every tenant, is `tenants.cron`.
 
 A module version declares its jobs in an optional `cron.py` as a list `JOBS` of `Job`s.
 `runcrons` (run once a day, or more often: a job runs at most once per day) does, in order:
@@ -25,19 +27,18 @@ import calendar
 import importlib
 import importlib.util
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
+from django.db import OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from m3saas.bookkeeping.models import JobRun
 from m3saas.modules.registry import module_version_get
-from m3saas.tenancy.context import TenantInfo, use_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -140,16 +141,6 @@ class JobOutcome:
         return self.status in ("ok", "failed")
 
 
-@dataclass
-class CronReport:
-    outcomes: list[JobOutcome] = field(default_factory=list)
-    failed_databases: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed_databases and all(o.status != "failed" for o in self.outcomes)
-
-
 # --- discovery -----------------------------------------------------------------------------
 
 
@@ -245,85 +236,5 @@ class _LockBusy(Exception):
     """Leaves the locking transaction (rolled back) when the row lock could not be had."""
 
 
-def _jobs_run(*, jobs: Iterable[tuple[str, Job]], alias: str, database: str, now: datetime) -> list[JobOutcome]:
+def jobs_run(*, jobs: Iterable[tuple[str, Job]], alias: str, database: str, now: datetime) -> list[JobOutcome]:
     return [job_run_if_due(job=job, module=module, alias=alias, now=now, database=database) for module, job in jobs]
-
-
-def master_jobs_run(*, now: datetime) -> list[JobOutcome]:
-    """The master database's scheduled backup (and any platform job) at `now`."""
-    from tenants.backups import backup_create, backup_target_master
-
-    def backup() -> None:
-        backup_create(target=backup_target_master(), now=now)
-
-    job = backup_job(backup)
-    jobs = [(PLATFORM, job)] if job else []
-    return _jobs_run(jobs=jobs, alias=DEFAULT_DB_ALIAS, database="master", now=now)
-
-
-def tenant_jobs(tenant: TenantInfo) -> list[tuple[str, Job]]:
-    """The tenant's module jobs, `(module label, job)`, modules in dependency order."""
-    found: list[tuple[str, Job]] = []
-    for name, major in tenant.modules:
-        found.extend((f"{name}_v{major}", job) for job in module_jobs(name, major))
-    return found
-
-
-def tenant_jobs_run(*, tenant: TenantInfo, now: datetime, per_day_backups: int, max_backups: int) -> list[JobOutcome]:
-    """Inside the tenant's context: its database backup, then its modules' due jobs.
-
-    A module whose `cron.py` cannot be loaded is reported as a failed job and the rest go on.
-    """
-    from tenants.backups import backup_create, backup_target_tenant
-
-    def backup() -> None:
-        target = backup_target_tenant(tenant=tenant, per_day=per_day_backups, max_backups=max_backups)
-        backup_create(target=target, now=now)
-
-    outcomes: list[JobOutcome] = []
-    with use_tenant(tenant):
-        job = backup_job(backup)
-        if job is not None:
-            outcomes.extend(_jobs_run(jobs=[(PLATFORM, job)], alias=tenant.alias, database=tenant.name, now=now))
-        for name, major in tenant.modules:
-            label = f"{name}_v{major}"
-            try:
-                jobs = module_jobs(name, major)
-            except Exception as exc:
-                logger.exception("loading the jobs of %s failed for tenant %s", label, tenant.name)
-                outcomes.append(JobOutcome(tenant.name, label, "cron.py", "failed", f"{type(exc).__name__}: {exc}"))
-                continue
-            outcomes.extend(
-                _jobs_run(jobs=[(label, j) for j in jobs], alias=tenant.alias, database=tenant.name, now=now)
-            )
-    return outcomes
-
-
-def crons_run(*, now: datetime | None = None, tenant_names: Sequence[str] | None = None) -> CronReport:
-    """The daily run: the master first, then every tenant (or those named), each on its own."""
-    from tenants.models import Tenant
-    from tenants.selectors import tenant_info_list
-
-    now = now or timezone.now()
-    report = CronReport()
-    try:
-        report.outcomes.extend(master_jobs_run(now=now))
-    except Exception as exc:
-        logger.exception("the master's scheduled jobs failed")
-        report.failed_databases["master"] = f"{type(exc).__name__}: {exc}"
-    limits = {t.name: (t.per_day_backups, t.max_backups) for t in Tenant.objects.all()}
-    for tenant in tenant_info_list():
-        if tenant_names is not None and tenant.name not in tenant_names:
-            continue
-        per_day, max_backups = limits.get(tenant.name, (1, 10))
-        try:
-            report.outcomes.extend(
-                tenant_jobs_run(tenant=tenant, now=now, per_day_backups=per_day, max_backups=max_backups)
-            )
-        except Exception as exc:  # one tenant's failure must not stop the next
-            logger.exception("scheduled jobs of tenant %s failed", tenant.name)
-            report.failed_databases[tenant.name] = f"{type(exc).__name__}: {exc}"
-        finally:
-            if tenant.alias in connections.settings:
-                connections[tenant.alias].close()
-    return report

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core import checks
-from django.db import models, router
+from django.db import connections, models, router
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
@@ -200,7 +200,6 @@ class DropView(_ViewOperation):
 
 def view_names(alias: str) -> set[str]:
     """The views in database `alias` (for checks and tests)."""
-    from django.db import connections
 
     with connections[alias].cursor() as cursor:
         return {info.name for info in connections[alias].introspection.get_table_list(cursor) if info.type == "v"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -46,7 +47,6 @@ def validate_not_master(*, name: str, user: str) -> None:
     Provisioning such a tenant would grant it the master database or change the master
     account's password.
     """
-    from django.conf import settings
 
     config = settings.M3SAAS_CONFIG
     errors: dict[str, str] = {}

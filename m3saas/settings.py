@@ -98,7 +98,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "m3saas.tenancy.middleware.TenantMiddleware",
+    "tenants.middleware.TenantMiddleware",
 ]
 
 ROOT_URLCONF = "m3saas.urls"
@@ -148,6 +148,10 @@ def _master_database() -> dict[str, Any]:
 
 DATABASES: dict[str, dict[str, Any]] = {"default": _master_database()}
 DATABASE_ROUTERS = ["m3saas.tenancy.routers.TenantRouter"]
+# The seams between the platform and the apps that use it (see docs/architecture.md): the
+# platform asks this directory for tenants, and subscriptions point at this tenant model.
+M3SAAS_TENANT_DIRECTORY = "tenants.selectors.TenantDirectory"
+M3SAAS_TENANT_MODEL = "tenants.Tenant"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://m3saas")}

@@ -2,7 +2,8 @@
 
 A dependency that makes a cycle, that names a module version with no folder, or that would
 give a tenant two major versions of one module is refused, as is a subscription whose
-dependencies clash. With AUTO_MIGRATION on, a saved subscription migrates its tenant.
+dependencies clash. The tenants app extends the subscription admin so that, with AUTO_MIGRATION
+on, a saved subscription migrates its tenant (`tenants.admin`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin
-from django.db import DEFAULT_DB_ALIAS, transaction
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest
 
 from subscriptions.models import Module, ModuleDependency, Subscription
 from subscriptions.validators import dependencies_validate, subscriptions_validate
@@ -106,18 +104,3 @@ class SubscriptionAdmin(admin.ModelAdmin):
     search_fields = ["tenant__name", "module__name", "=tenant__id"]
     list_select_related = ["tenant", "module"]
     autocomplete_fields = ["tenant", "module"]
-
-    def save_model(self, request: HttpRequest, obj: Subscription, form: forms.ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        if settings.AUTO_MIGRATION:
-            from tenants.admin import report_result
-            from tenants.models import TenantMigrationRun
-            from tenants.services import tenant_migrate_if_pending
-
-            tenant_id = obj.tenant_id
-            transaction.on_commit(
-                lambda: report_result(
-                    request, tenant_migrate_if_pending(tenant_id=tenant_id, trigger=TenantMigrationRun.Trigger.ADMIN)
-                ),
-                using=DEFAULT_DB_ALIAS,
-            )

@@ -8,4 +8,4 @@ class SubscriptionsConfig(AppConfig):
     verbose_name = "Modules and subscriptions"
 
     def ready(self) -> None:
-        from subscriptions import signals  # noqa: F401  (connects cache invalidation)
+        from subscriptions import checks, signals  # noqa: F401  (registers the checks, connects cache invalidation)

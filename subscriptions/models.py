@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from m3saas.identifiers import validate_module_name
@@ -43,7 +44,7 @@ class ModuleDependency(models.Model):
 class Subscription(models.Model):
     """A tenant uses `module` at major `version`; one version per module and tenant."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="subscriptions")
+    tenant = models.ForeignKey(settings.M3SAAS_TENANT_MODEL, on_delete=models.CASCADE, related_name="subscriptions")
     module = models.ForeignKey(Module, on_delete=models.PROTECT, related_name="subscriptions")
     version = models.PositiveIntegerField(default=1, help_text="Major version: 1 is served at v1, v1.4, v1.0.1.")
 

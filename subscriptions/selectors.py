@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from m3saas.exceptions import ModuleDependencyError
+from m3saas.tenancy.directory import tenant_model
 from subscriptions.models import ModuleDependency, Subscription
 
 Graph = dict[str, list[tuple[str, int]]]
@@ -137,3 +138,8 @@ def module_conflicts(
         except DependencyCycleError:
             continue
     return conflicts
+
+
+def tenant_names(*, tenant_ids: list[int]) -> dict[int, str]:
+    """The names of the given tenants (`settings.M3SAAS_TENANT_MODEL` rows)."""
+    return dict(tenant_model()._default_manager.filter(pk__in=tenant_ids).values_list("pk", "name"))

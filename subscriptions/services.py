@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from m3saas.exceptions import ProvisioningError
 from subscriptions.models import Module, ModuleDependency, Subscription
 from subscriptions.selectors import tenant_subscriptions
 from subscriptions.validators import dependencies_validate, subscriptions_validate
@@ -37,18 +36,12 @@ def module_dependency_create(*, module: str, dependency: str, version: int = 1) 
 
 def subscription_create(*, tenant_id: int, module: str, version: int = 1) -> Subscription:
     """Subscribe a tenant to `module` at major `version`; refused (ValidationError) when its modules
-    would not resolve. With AUTO_MIGRATION on, the tenant's database is migrated and seeded at once
-    (`ProvisioningError` if that fails; the subscription stays and the failure is recorded)."""
-    from tenants.models import TenantMigrationRun
-    from tenants.services import tenant_migrate_if_pending
-
+    would not resolve. The tenant's schema becomes pending (`tenants.services.tenant_subscribe`
+    also migrates it with AUTO_MIGRATION)."""
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         others = [(name, major) for name, major in tenant_subscriptions(tenant_id=tenant_id) if name != module]
         subscriptions_validate(subscriptions=[*others, (module, version)])
         subscription = Subscription(tenant_id=tenant_id, module=module_get_or_create(name=module), version=version)
         subscription.full_clean()
         subscription.save()
-    result = tenant_migrate_if_pending(tenant_id=tenant_id, trigger=TenantMigrationRun.Trigger.CODE)
-    if result is not None and not result.ok:
-        raise ProvisioningError(f"Subscribed, but the tenant's database is not ready: {result.error}")
     return subscription

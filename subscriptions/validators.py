@@ -19,6 +19,7 @@ from subscriptions.selectors import (
     module_conflicts,
     resolve_modules,
     subscriptions_by_tenant,
+    tenant_names,
 )
 
 # Tenants named in one refusal at most; the rest are counted.
@@ -47,9 +48,7 @@ def dependencies_validate(*, module: str, dependencies: Iterable[tuple[str, int]
         )
     conflicts = module_conflicts(subscriptions_by_tenant(), graph)
     if conflicts:
-        from tenants.models import Tenant
-
-        names = dict(Tenant.objects.filter(pk__in=list(conflicts)[:_NAMED_TENANTS]).values_list("pk", "name"))
+        names = tenant_names(tenant_ids=list(conflicts)[:_NAMED_TENANTS])
         first_id = next(iter(conflicts))
         others = len(conflicts) - 1
         raise ValidationError(

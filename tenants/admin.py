@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 
+from subscriptions.admin import SubscriptionAdmin
 from subscriptions.models import Subscription
 from subscriptions.validators import subscriptions_validate
 from tenants.models import Tenant, TenantMigrationRun
@@ -50,6 +51,19 @@ class SubscriptionInline(admin.TabularInline):
     formset = SubscriptionFormSet
     extra = 0
     autocomplete_fields = ["module"]
+
+
+def migrate_after_commit(request: HttpRequest, tenant_id: int) -> None:
+    """With AUTO_MIGRATION on: once the admin's change is committed, bring the tenant's database
+    up to date and show the outcome (shared by the tenant and the subscription admins)."""
+    if not settings.AUTO_MIGRATION:
+        return
+    transaction.on_commit(
+        lambda: report_result(
+            request, tenant_migrate_if_pending(tenant_id=tenant_id, trigger=TenantMigrationRun.Trigger.ADMIN)
+        ),
+        using=DEFAULT_DB_ALIAS,
+    )
 
 
 def report_result(request: HttpRequest, result: TenantMigrationResult | None) -> None:
@@ -93,14 +107,7 @@ class TenantAdmin(admin.ModelAdmin):
 
     def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        if settings.AUTO_MIGRATION:
-            tenant_id = form.instance.pk
-            transaction.on_commit(
-                lambda: report_result(
-                    request, tenant_migrate_if_pending(tenant_id=tenant_id, trigger=TenantMigrationRun.Trigger.ADMIN)
-                ),
-                using=DEFAULT_DB_ALIAS,
-            )
+        migrate_after_commit(request, form.instance.pk)
 
     @admin.action(description="Provision, migrate and seed the selected tenants now")
     def migrate_now(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
@@ -132,3 +139,15 @@ class TenantMigrationRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+admin.site.unregister(Subscription)
+
+
+@admin.register(Subscription)
+class TenantSubscriptionAdmin(SubscriptionAdmin):
+    """The subscription admin, which also brings the tenant's database up to date on save."""
+
+    def save_model(self, request: HttpRequest, obj: Subscription, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        migrate_after_commit(request, obj.tenant_id)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.loader import MigrationLoader
 
-from m3saas.exceptions import ApplicationError
-from m3saas.tenancy.context import TenantInfo
+from m3saas.tenancy.each import tenants_each
+from m3saas.tenancy.info import TenantInfo
 from m3saas.tenancy.migrate import tenant_pending_migrations
 from tenants.models import Tenant, TenantMigrationRun
 from tenants.provisioning import provisioner
-from tenants.selectors import tenant_info_from_row
+from tenants.selectors import tenant_info_list_resolved
 
 
 @dataclass
@@ -59,26 +58,26 @@ def tenants_migration_status() -> list[TenantMigrationStatus]:
     """Every tenant with its pending migrations and last recorded run; changes nothing."""
     rows = list(Tenant.objects.order_by("id"))
     runs = _last_runs([row.id for row in rows])
-    statuses: list[TenantMigrationStatus] = []
-    for row in rows:
-        status = TenantMigrationStatus(
+    statuses = {
+        row.id: TenantMigrationStatus(
             tenant_id=row.id, tenant=row.name, schema_state=row.schema_state, last_run=runs.get(row.id)
         )
-        statuses.append(status)
-        try:
-            info: TenantInfo = tenant_info_from_row(row)
-            # Checked first: opening a missing SQLite database would create it.
-            status.database_exists = provisioner().exists(info)
-            if status.database_exists:
-                status.pending = tenant_pending_migrations(info)
-            else:
-                status.pending = _all_migrations(info.app_labels)
-        except ApplicationError as exc:
-            status.error = exc.message
-        except Exception as exc:  # a broken tenant database is reported, not raised
-            status.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            for conn in connections.all(initialized_only=True):
-                if conn.alias != DEFAULT_DB_ALIAS:
-                    conn.close()
-    return statuses
+        for row in rows
+    }
+    infos, unresolved = tenant_info_list_resolved(rows)
+    for bare, error in unresolved:
+        statuses[bare.id].error = error
+
+    def work(info: TenantInfo) -> None:
+        status = statuses[info.id]
+        # Checked first: opening a missing SQLite database would create it.
+        status.database_exists = provisioner().exists(info)
+        if status.database_exists:
+            status.pending = tenant_pending_migrations(info)
+        else:
+            status.pending = _all_migrations(info.app_labels)
+
+    # A broken tenant database is reported, not raised.
+    for outcome in tenants_each(work, tenants=infos, what="migration report"):
+        statuses[outcome.tenant.id].error = outcome.error
+    return list(statuses.values())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from m3saas.exceptions import TenantNotFoundError
+from collections.abc import Iterable
+
+from m3saas.exceptions import ApplicationError, TenantNotFoundError
 from m3saas.tenancy.cache import master_cached
-from m3saas.tenancy.context import TenantInfo
+from m3saas.tenancy.info import TenantInfo
 from subscriptions.selectors import dependency_graph, resolve_modules, tenant_subscriptions
 from tenants.models import Tenant
 
@@ -26,6 +28,11 @@ def tenant_info_from_row(tenant: Tenant) -> TenantInfo:
     return _info(tenant, dependency_graph())
 
 
+def tenant_info_fresh(*, tenant_id: int) -> TenantInfo:
+    """The tenant as the master says now, uncached (a cached `TenantInfo` may be stale)."""
+    return tenant_info_from_row(Tenant.objects.get(pk=tenant_id))
+
+
 def _get(**lookup: object) -> TenantInfo:
     tenant = Tenant.objects.filter(**lookup).first()
     if tenant is None:
@@ -42,7 +49,37 @@ def tenant_info_get_by_alias(alias: str) -> TenantInfo:
     return master_cached(f"tenant:name:{alias}", lambda: _get(name=alias))
 
 
+def tenant_info_list_resolved(
+    rows: Iterable[Tenant] | None = None,
+) -> tuple[list[TenantInfo], list[tuple[TenantInfo, str]]]:
+    """Resolve every tenant (or `rows`), uncached; a tenant whose modules do not resolve is set
+    aside with the reason (and no modules), so batch work can report it and go on."""
+    graph = dependency_graph()
+    infos: list[TenantInfo] = []
+    unresolved: list[tuple[TenantInfo, str]] = []
+    for row in Tenant.objects.order_by("id") if rows is None else rows:
+        try:
+            infos.append(_info(row, graph))
+        except ApplicationError as exc:
+            bare = TenantInfo(id=row.id, name=row.name, user=row.user, password=row.password, modules=())
+            unresolved.append((bare, exc.message))
+    return infos, unresolved
+
+
 def tenant_info_list() -> list[TenantInfo]:
     """Every tenant, uncached, with its effective modules."""
     graph = dependency_graph()
     return [_info(t, graph) for t in Tenant.objects.order_by("id")]
+
+
+class TenantDirectory:
+    """The platform's view of the tenant registry (`settings.M3SAAS_TENANT_DIRECTORY`)."""
+
+    def get(self, *, tenant_id: int) -> TenantInfo:
+        return tenant_info_get(tenant_id=tenant_id)
+
+    def get_by_alias(self, alias: str) -> TenantInfo:
+        return tenant_info_get_by_alias(alias)
+
+    def all(self) -> list[TenantInfo]:
+        return tenant_info_list()

@@ -10,26 +10,29 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.core.management import call_command
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from m3saas.exceptions import ApplicationError, ProvisioningError, ServiceUnavailableError, TenantNotFoundError
+from m3saas.seeding import seeds_apply, seeds_temporary_apply, seeds_temporary_remove
 from m3saas.tenancy.cache import master_cache_invalidate
 from m3saas.tenancy.connections import tenant_connection_register, tenant_connection_unregister
-from m3saas.tenancy.context import TenantInfo
+from m3saas.tenancy.each import TenantOutcome, tenant_work_run, tenants_each
+from m3saas.tenancy.info import TenantInfo
 from m3saas.tenancy.migrate import tenant_migrate_schema
+from subscriptions.models import Subscription
+from subscriptions.services import subscription_create
 from tenants.models import Tenant, TenantMigrationRun
 from tenants.provisioning import provisioner
-from tenants.selectors import tenant_info_from_row, tenant_info_get
+from tenants.selectors import tenant_info_fresh, tenant_info_from_row, tenant_info_get, tenant_info_list_resolved
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +126,8 @@ def tenant_migrate(
     """Provision, migrate and optionally seed one tenant; record the run; never raises for the
     tenant's own failure (it is in the result and in the run)."""
     run = _run_start(tenant_id=tenant.id, trigger=trigger)
-    result = _tenant_work(tenant, seed)
+    result = TenantMigrationResult(tenant=tenant.name, tenant_id=tenant.id)
+    _result_finish(result, tenant_work_run(_migration_work(result, seed), tenant, what="migration"))
     _run_finish(run, result)
     return result
 
@@ -145,53 +149,44 @@ def tenants_migrate_all(
     `on_start` gets the number of tenants; results come back to `on_result` (in this thread) as
     tenants finish; the returned list keeps tenant order, unresolvable tenants first.
     """
-    unresolved: list[tuple[Tenant, str]]
+    unresolved: list[tuple[TenantInfo, str]]
     if tenants is not None:
         todo, unresolved = list(tenants), []
     else:
-        todo, unresolved = _tenants_resolve(_tenant_rows(failed_only=failed_only, pending_only=pending_only))
-    workers = max(1, workers or settings.TENANT_MIGRATION_WORKERS)
+        todo, unresolved = tenant_info_list_resolved(_tenant_rows(failed_only=failed_only, pending_only=pending_only))
     if on_start:
         on_start(len(todo) + len(unresolved))
-    failed_early: list[TenantMigrationResult] = []
-    results: dict[int, TenantMigrationResult] = {}
 
     def finish(run: TenantMigrationRun, result: TenantMigrationResult) -> None:
         _run_finish(run, result)
         if on_result:
             on_result(result)
 
-    for row, error in unresolved:
-        result = TenantMigrationResult(tenant=row.name, tenant_id=row.id, error=error)
-        finish(_run_start(tenant_id=row.id, trigger=trigger), result)
+    failed_early: list[TenantMigrationResult] = []
+    for bare, error in unresolved:
+        result = TenantMigrationResult(tenant=bare.name, tenant_id=bare.id, error=error)
+        finish(_run_start(tenant_id=bare.id, trigger=trigger), result)
         failed_early.append(result)
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        runs = [_run_start(tenant_id=info.id, trigger=trigger) for info in todo]
-    for info in todo:
-        # Register in this thread: connection settings are shared by all threads.
-        tenant_connection_register(info)
+        runs = {info.id: _run_start(tenant_id=info.id, trigger=trigger) for info in todo}
+    results = {info.id: TenantMigrationResult(tenant=info.name, tenant_id=info.id) for info in todo}
 
-    if workers == 1 or len(todo) <= 1:
-        for index, (info, run) in enumerate(zip(todo, runs, strict=True)):
-            results[index] = _tenant_work(info, seed)
-            finish(run, results[index])
-    else:
+    def work(tenant: TenantInfo) -> None:
+        _migration_work(results[tenant.id], seed)(tenant)
 
-        def work(info: TenantInfo) -> TenantMigrationResult:
-            try:
-                return _tenant_work(info, seed)
-            finally:
-                connections.close_all()
+    def done(outcome: TenantOutcome[None]) -> None:
+        result = results[outcome.tenant.id]
+        _result_finish(result, outcome)
+        finish(runs[outcome.tenant.id], result)
 
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="migrate") as pool:
-            futures: dict[Future[TenantMigrationResult], int] = {
-                pool.submit(work, info): index for index, info in enumerate(todo)
-            }
-            for future in as_completed(futures):
-                index = futures[future]
-                results[index] = future.result()
-                finish(runs[index], results[index])
-    return failed_early + [results[index] for index in range(len(todo))]
+    tenants_each(
+        work,
+        tenants=todo,
+        workers=max(1, workers or settings.TENANT_MIGRATION_WORKERS),
+        on_result=done,
+        what="migration",
+    )
+    return failed_early + [results[info.id] for info in todo]
 
 
 def tenants_auto_migrate_pending(*, trigger: str = Trigger.CODE) -> list[TenantMigrationResult]:
@@ -230,7 +225,7 @@ def tenant_auto_migrate(*, tenant: TenantInfo) -> TenantInfo:
     master_cache_invalidate()
     logger.info("auto-migrating tenant %s on its first request", tenant.name)
     # Read again after the claim: the cached view may predate a subscription change.
-    fresh = tenant_info_from_row(Tenant.objects.get(pk=tenant.id))
+    fresh = tenant_info_fresh(tenant_id=tenant.id)
     result = tenant_migrate(tenant=fresh, seed=Seeding.MAIN, trigger=Trigger.REQUEST)
     if not result.ok:
         raise TenantNotReadyError()
@@ -256,6 +251,17 @@ def tenant_migrate_if_pending(*, tenant_id: int, trigger: str = Trigger.CODE) ->
     return tenant_migrate(tenant=info, seed=Seeding.MAIN, trigger=trigger)
 
 
+def tenant_subscribe(*, tenant_id: int, module: str, version: int = 1) -> Subscription:
+    """Subscribe a tenant to `module` at major `version` (`subscription_create`); with AUTO_MIGRATION
+    on, its database is migrated and seeded at once (`ProvisioningError` if that fails; the
+    subscription stays and the failure is recorded)."""
+    subscription = subscription_create(tenant_id=tenant_id, module=module, version=version)
+    result = tenant_migrate_if_pending(tenant_id=tenant_id, trigger=Trigger.CODE)
+    if result is not None and not result.ok:
+        raise ProvisioningError(f"Subscribed, but the tenant's database is not ready: {result.error}")
+    return subscription
+
+
 def tenants_schema_mark_pending(*, tenant_ids: Iterable[int]) -> int:
     """Mark tenants' schemas pending (their modules changed); returns how many changed state."""
     ids = sorted(set(tenant_ids))
@@ -272,7 +278,6 @@ def master_migrate(*, seed: Seeding = Seeding.MAIN) -> None:
 
     Raises the first error; tenants that fail are recorded in their runs, not raised.
     """
-    from django.core.management import call_command
 
     call_command("migrate", database=DEFAULT_DB_ALIAS, interactive=False, verbosity=0, stdout=io.StringIO())
     _seeds_run(DEFAULT_DB_ALIAS, seed)
@@ -291,7 +296,6 @@ def _schema_bring_up(tenant: TenantInfo) -> list[str]:
 def _seeds_run(alias: str, seed: Seeding) -> bool:
     if seed == Seeding.NONE:
         return False
-    from m3saas.seeding import seeds_apply, seeds_temporary_apply, seeds_temporary_remove
 
     seeds_apply(alias=alias, force=True if seed == Seeding.FORCE else None)
     if seed == Seeding.TEMPORARY:
@@ -301,30 +305,19 @@ def _seeds_run(alias: str, seed: Seeding) -> bool:
     return True
 
 
-def _tenant_work(tenant: TenantInfo, seed: Seeding) -> TenantMigrationResult:
-    """The tenant-database part of a migration; catches the tenant's failure into the result."""
-    started = time.monotonic()
-    result = TenantMigrationResult(tenant=tenant.name, tenant_id=tenant.id)
-    try:
+def _migration_work(result: TenantMigrationResult, seed: Seeding) -> Callable[[TenantInfo], None]:
+    """The tenant-database part of a migration, filling `result` as it goes (kept on a failure)."""
+
+    def work(tenant: TenantInfo) -> None:
         result.applied = _schema_bring_up(tenant)
         result.seeded = _seeds_run(tenant.alias, seed)
-    except ApplicationError as exc:
-        logger.warning("migrating tenant %s failed: %s", tenant.name, exc.message)
-        result.error = exc.message
-    except Exception as exc:  # one tenant's failure must not stop the others
-        logger.exception("migrating tenant %s failed", tenant.name)
-        result.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        result.seconds = time.monotonic() - started
-        _close_thread_connections()
-    return result
+
+    return work
 
 
-def _close_thread_connections() -> None:
-    # Worker threads must not keep one open connection per tenant they migrated.
-    for conn in connections.all(initialized_only=True):
-        if conn.alias != DEFAULT_DB_ALIAS:
-            conn.close()
+def _result_finish(result: TenantMigrationResult, outcome: TenantOutcome[None]) -> None:
+    result.error = outcome.error
+    result.seconds = outcome.seconds
 
 
 def _run_start(*, tenant_id: int, trigger: str) -> TenantMigrationRun:
@@ -366,15 +359,3 @@ def _tenant_rows(*, failed_only: bool, pending_only: bool) -> list[Tenant]:
             last_run_status__in=[TenantMigrationRun.Status.FAILED, TenantMigrationRun.Status.RUNNING]
         )
     return list(rows)
-
-
-def _tenants_resolve(rows: list[Tenant]) -> tuple[list[TenantInfo], list[tuple[Tenant, str]]]:
-    """Resolve each tenant's modules; a tenant whose dependencies do not resolve is set aside."""
-    infos: list[TenantInfo] = []
-    unresolved: list[tuple[Tenant, str]] = []
-    for row in rows:
-        try:
-            infos.append(tenant_info_from_row(row))
-        except ApplicationError as exc:
-            unresolved.append((row, exc.message))
-    return infos, unresolved

@@ -1,5 +1,11 @@
-"""Invalidation only: master changes drop the cached tenant reads, and new database credentials
-mark the tenant's database pending (its user's password must be set again before use)."""
+"""Invalidation only: master changes drop the cached tenant reads and mark the affected tenants'
+databases pending.
+
+Pending means "this database may not be up to date": new credentials (its user's password
+must be set again before use), a new or changed subscription, a changed module dependency.
+The work itself (provisioning, migrating, seeding) is done by explicit service calls and,
+with AUTO_MIGRATION, by the first request to the tenant (see `tenants.services`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,10 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from m3saas.tenancy.cache import master_cache_invalidate
+from subscriptions.models import ModuleDependency, Subscription
+from subscriptions.selectors import dependency_graph, dependents_of
 from tenants.models import Tenant
+from tenants.services import tenants_schema_mark_pending
 
 
 @receiver(pre_save, sender=Tenant, dispatch_uid="tenants_credentials_before")
@@ -23,7 +32,17 @@ def tenant_credentials_before(instance: Tenant, **kwargs: Any) -> None:
 def tenant_changed(instance: Tenant, created: bool = False, **kwargs: Any) -> None:
     before = getattr(instance, "_credentials_before", None)
     if before is not None and before != (instance.user, instance.password):
-        from tenants.services import tenants_schema_mark_pending
-
         tenants_schema_mark_pending(tenant_ids=[instance.pk])
     master_cache_invalidate()
+
+
+@receiver(post_save, sender=Subscription, dispatch_uid="schema_pending_subscription")
+def subscription_saved(instance: Subscription, **kwargs: Any) -> None:
+    tenants_schema_mark_pending(tenant_ids=[instance.tenant_id])
+
+
+@receiver(post_save, sender=ModuleDependency, dispatch_uid="schema_pending_dependency")
+def dependency_saved(instance: ModuleDependency, **kwargs: Any) -> None:
+    modules = dependents_of(instance.module.name, dependency_graph())
+    tenant_ids = Subscription.objects.filter(module__name__in=modules).values_list("tenant_id", flat=True)
+    tenants_schema_mark_pending(tenant_ids=list(tenant_ids))

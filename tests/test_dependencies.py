@@ -10,10 +10,11 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from rest_framework.test import APIClient
 
-from m3saas.modules.checks import check_module_dependencies
 from m3saas.tenancy.migrate import tenant_pending_migrations
+from subscriptions.checks import check_module_dependencies
 from subscriptions.models import Module, ModuleDependency, Subscription
-from subscriptions.services import module_dependency_create, subscription_create
+from subscriptions.services import module_dependency_create
+from tenants.services import tenant_subscribe
 from tenants.tests.helpers import tables
 
 pytestmark = pytest.mark.django_db
@@ -137,7 +138,7 @@ def test_service_refuses_a_subscription_that_conflicts(chain, make_tenant, setti
     settings.AUTO_MIGRATION = False
     tenant = make_tenant(modules=[("notes", 1)], provision=False)
     with pytest.raises(ValidationError, match="one major version"):
-        subscription_create(tenant_id=tenant.id, module="test", version=2)
+        tenant_subscribe(tenant_id=tenant.id, module="test", version=2)
     assert not Subscription.objects.filter(tenant_id=tenant.id, module__name="test").exists()
 
 

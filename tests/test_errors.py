@@ -124,12 +124,12 @@ def test_unexpected_failure_shows_no_traceback_with_debug_on(client, make_tenant
 @pytest.fixture
 def failing_middleware(monkeypatch) -> None:
     """A failure outside DRF: the tenant lookup of the tenant middleware raises."""
-    import tenants.selectors
+    import tenants.middleware
 
     def boom(**kwargs):
         raise RuntimeError("boom in the middleware")
 
-    monkeypatch.setattr(tenants.selectors, "tenant_info_get", boom)
+    monkeypatch.setattr(tenants.middleware, "tenant_info_get", boom)
 
 
 @pytest.mark.parametrize("debug", [False, True])
@@ -142,12 +142,12 @@ def test_failure_in_a_middleware_is_500_json_with_logged_error_id(client, failin
 
 
 def test_database_error_that_is_not_an_outage_is_500(client, monkeypatch):
-    import tenants.selectors
+    import tenants.middleware
 
     def bad_query(**kwargs):
         raise OperationalError(1054, "Unknown column 'x' in 'field list'")
 
-    monkeypatch.setattr(tenants.selectors, "tenant_info_get", bad_query)
+    monkeypatch.setattr(tenants.middleware, "tenant_info_get", bad_query)
     assert_error_shape(client.get("/1/test/v1/animals"), 500, "server_error")
 
 
@@ -210,12 +210,12 @@ def test_requests_recover_when_the_database_is_back(client, tenant_outage):
 
 def test_master_database_down_during_tenant_lookup_is_503_json(client, monkeypatch):
     """The tenant middleware runs outside DRF: an outage there is a 503 too."""
-    import tenants.selectors
+    import tenants.middleware
 
     def unreachable(**kwargs):
         raise OperationalError(2003, "Can't connect to MySQL server on 'db' (111)")
 
-    monkeypatch.setattr(tenants.selectors, "tenant_info_get", unreachable)
+    monkeypatch.setattr(tenants.middleware, "tenant_info_get", unreachable)
     for debug in (False, True):
         with override_settings(DEBUG=debug):
             assert_error_shape(client.get("/1/test/v1/animals"), 503, "database_unavailable")

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from m3saas.tenancy.cache import master_cache_invalidate, master_cached
 from m3saas.tenancy.connections import TENANT_MARK, tenant_connection_register
-from m3saas.tenancy.context import TenantInfo
+from m3saas.tenancy.info import TenantInfo
 
 
 def open_tenant_aliases() -> set[str]:

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from m3saas.modules.versions import module_label
+
 MODULE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 VERSION_DIR_RE = re.compile(r"^v([1-9][0-9]*)$")
 REQUIRED_FILES = ("apps.py", "urls.py")
@@ -24,7 +26,7 @@ class FoundVersion:
 
     @property
     def label(self) -> str:
-        return f"{self.name}_v{self.major}"
+        return module_label(self.name, self.major)
 
 
 @dataclass(frozen=True)

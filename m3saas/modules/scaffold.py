@@ -21,11 +21,18 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db.migrations.autodetector import MigrationAutodetector
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
+from django.db.migrations.state import ProjectState
+from django.db.migrations.writer import MigrationWriter
 
 from m3saas.conf import BASE_DIR
+from m3saas.db_views import ChangeView, CreateView, DropView
 from m3saas.exceptions import ApplicationError
 from m3saas.identifiers import validate_module_name
 from m3saas.modules.discovery import VERSION_DIR_RE
+from m3saas.modules.versions import module_label
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "module"
 TEMPLATE_SUFFIX = "-tpl"
@@ -53,7 +60,7 @@ class Scaffolded:
 
     @property
     def label(self) -> str:
-        return f"{self.name}_v{self.major}"
+        return module_label(self.name, self.major)
 
 
 def camel(name: str) -> str:
@@ -111,7 +118,7 @@ def _render_templates(target: Path, context: dict[str, str]) -> None:
 
 
 def _context(name: str, major: int) -> dict[str, str]:
-    return {"name": name, "major": str(major), "label": f"{name}_v{major}", "camel": camel(name)}
+    return {"name": name, "major": str(major), "label": module_label(name, major), "camel": camel(name)}
 
 
 def rename_rules(name: str, old: int, new: int) -> list[tuple[re.Pattern[str], str]]:
@@ -191,15 +198,8 @@ def initial_migration_write(*, name: str, major: int, from_major: int | None = N
 
     With `from_major`, the views left by that version's migrations are created too, renamed.
     """
-    from django.db.migrations.autodetector import MigrationAutodetector
-    from django.db.migrations.loader import MigrationLoader
-    from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
-    from django.db.migrations.state import ProjectState
-    from django.db.migrations.writer import MigrationWriter
 
-    from m3saas.db_views import ChangeView, CreateView, DropView
-
-    label = f"{name}_v{major}"
+    label = module_label(name, major)
     loader = MigrationLoader(None, ignore_no_migrations=True)
     if loader.graph.leaf_nodes(label):
         raise ScaffoldError(f"{label} has migrations already.")
@@ -215,7 +215,7 @@ def initial_migration_write(*, name: str, major: int, from_major: int | None = N
     if not migrations:
         raise ScaffoldError(f"{label} has no models to migrate.")
     if from_major is not None:
-        source = f"{name}_v{from_major}"
+        source = module_label(name, from_major)
         views: dict[str, Any] = {}
         leaves = loader.graph.leaf_nodes(source)
         for node in loader.graph.forwards_plan(leaves[0]) if leaves else []:

@@ -8,6 +8,11 @@ import re
 VERSION_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)*$")
 
 
+def module_label(name: str, major: int) -> str:
+    """The Django app label of a module version: `<name>_v<major>` (`test_v1`)."""
+    return f"{name}_v{major}"
+
+
 @functools.total_ordering
 class Version:
     """A dotted version; `1.10 > 1.9` and `1.0 == 1`. Compares with strings too."""

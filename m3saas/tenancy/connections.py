@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 from asgiref.local import Local
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import ConnectionHandler
 
-from m3saas.tenancy.context import TenantInfo
+from m3saas.tenancy.directory import tenant_directory
+from m3saas.tenancy.info import TenantInfo
 
 logger = logging.getLogger(__name__)
 
@@ -129,16 +130,19 @@ class TenantConnectionHandler(ConnectionHandler):
             del parked[next(iter(parked))]
 
 
-def _handler_install() -> TenantConnectionHandler:
-    """Turn `django.db.connections` (imported by reference everywhere) into a `TenantConnectionHandler`."""
+def connection_handler_install() -> None:
+    """Turn `django.db.connections` (imported by reference everywhere) into a `TenantConnectionHandler`.
+
+    Called by `M3SaaSConfig.ready()`, before the first tenant alias is registered; the Django
+    internals it relies on are checked by `tests/test_django_internals.py`.
+    """
     if not isinstance(connections, TenantConnectionHandler):
         connections._made = Local(thread_critical=True)  # type: ignore[attr-defined]
         connections.__class__ = TenantConnectionHandler
-    return connections  # type: ignore[return-value]
 
 
-# Installed with the module that registers every tenant alias, so before the first one exists.
-_handler = _handler_install()
+# The same object as `django.db.connections`, typed as what `connection_handler_install` made it.
+_handler = cast(TenantConnectionHandler, connections)
 
 
 def tenant_db_password(password: str) -> str:
@@ -289,12 +293,8 @@ def tenant_connections_register_all() -> int:
 
     A master database without the tenants table yet (a fresh install) registers nothing.
     """
-    from django.db import DatabaseError
-
-    from tenants.selectors import tenant_info_list
-
     try:
-        infos = tenant_info_list()
+        infos = tenant_directory().all()
     except DatabaseError as exc:
         logger.debug("tenants not registered: %s", exc)
         return 0

@@ -17,7 +17,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.connections import tenant_connection_register
-from m3saas.tenancy.context import TenantInfo, use_tenant
+from m3saas.tenancy.context import use_tenant
+from m3saas.tenancy.info import TenantInfo
 
 
 class TenantMigrationError(ApplicationError):

@@ -10,6 +10,7 @@ from django.db.models import Model
 from m3saas.modules.registry import is_module_label
 from m3saas.tenancy.connections import is_tenant_alias
 from m3saas.tenancy.context import tenant_current, tenant_current_or_none
+from m3saas.tenancy.directory import tenant_directory
 
 # Apps whose tables live in every database: the master's and each tenant's.
 EVERY_DATABASE_APPS = frozenset({"bookkeeping"})
@@ -48,8 +49,6 @@ class TenantRouter:
                 return False
             tenant = tenant_current_or_none()
             if tenant is None or tenant.alias != db:
-                from tenants.selectors import tenant_info_get_by_alias
-
-                tenant = tenant_info_get_by_alias(db)
+                tenant = tenant_directory().get_by_alias(db)
             return app_label in tenant.module_labels
         return None

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
-from m3saas.modules.checks import check_module_folders, check_subscriptions_have_code
+from m3saas.modules.checks import check_module_folders
 from m3saas.modules.discovery import scan_modules
 
 
@@ -50,26 +49,3 @@ def test_missing_apps_or_urls_is_reported(tmp_path, settings, missing):
 
 def test_repository_modules_pass_the_check(settings):
     assert check_module_folders() == []
-
-
-@pytest.mark.django_db
-def test_subscription_to_a_version_without_folder_is_an_error(make_tenant):
-    tenant = make_tenant(modules=[("test", 7)], provision=False)
-    [message] = check_subscriptions_have_code()
-    assert message.id == "m3saas.E003"
-    assert f"'{tenant.name}'" in message.msg
-    assert "v7" in message.msg
-
-
-@pytest.mark.django_db
-def test_subscription_to_a_module_without_folder_is_an_error(make_tenant):
-    make_tenant(modules=[("nowhere", 1)], provision=False)
-    [message] = check_subscriptions_have_code()
-    assert "module 'nowhere' v1" in message.msg
-
-
-@pytest.mark.django_db
-def test_manage_check_passes_on_the_repository(make_tenant, capsys):
-    make_tenant(modules=[("test", 1)], provision=False)
-    call_command("check")
-    assert "no issues" in capsys.readouterr().out

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from m3saas.tenancy.context import TenantInfo
+from m3saas.tenancy.info import TenantInfo
 
 
 @pytest.fixture

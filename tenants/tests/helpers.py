@@ -7,7 +7,7 @@ import io
 from django.db import connections
 
 from m3saas.tenancy.connections import tenant_connection_register
-from m3saas.tenancy.context import TenantInfo
+from m3saas.tenancy.info import TenantInfo
 from tenants.provisioning import provisioner
 
 

@@ -14,11 +14,10 @@ from rest_framework.test import APIClient
 
 from modules.test.v1.models import Animal
 from subscriptions.models import Module, ModuleDependency, Subscription
-from subscriptions.services import subscription_create
 from tenants.models import Tenant, TenantMigrationRun
 from tenants.provisioning import provisioner
 from tenants.selectors import tenant_info_get
-from tenants.services import tenant_create
+from tenants.services import tenant_create, tenant_subscribe
 from tenants.tests.helpers import break_tenant, tables
 
 pytestmark = pytest.mark.django_db
@@ -135,7 +134,7 @@ def test_a_new_dependency_marks_its_users_pending(make_tenant):
 
 def test_subscription_create_prepares_the_tenants_database_at_once(auto, make_tenant):
     tenant = make_tenant(modules=[])
-    subscription_create(tenant_id=tenant.id, module="test", version=1)
+    tenant_subscribe(tenant_id=tenant.id, module="test", version=1)
     assert names(tenant.alias) == ["cat", "dog", "owl"]
     assert state(tenant.id) == State.READY
     assert TenantMigrationRun.objects.get(tenant_id=tenant.id).trigger == "code"

@@ -6,6 +6,7 @@ Runs after v2's tables exist and before the subscription switches, inside
 
 from __future__ import annotations
 
+from modules.test.v1.models import Animal as AnimalV1
 from modules.test.v2.models import Animal
 
 
@@ -13,7 +14,6 @@ def upgrade(*, alias: str, from_version: int) -> None:
     """Copy every v1 animal with its id; v1 had no species, so it starts empty."""
     if from_version != 1:
         raise ValueError(f"test v2 knows how to move from v1, not from v{from_version}")
-    from modules.test.v1.models import Animal as AnimalV1
 
     existing = set(Animal.objects.using(alias).values_list("id", flat=True))
     Animal.objects.using(alias).bulk_create(

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from m3saas.cron import crons_run
+from tenants.cron import crons_run
 
 
 def _moment(value: str) -> datetime:

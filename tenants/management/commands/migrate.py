@@ -8,6 +8,8 @@ from django.core.management.base import CommandError
 from django.core.management.commands.migrate import Command as DjangoMigrateCommand
 
 from m3saas.tenancy.connections import is_tenant_alias
+from tenants.selectors import tenant_info_get_by_alias
+from tenants.services import tenant_provision
 
 
 class Command(DjangoMigrateCommand):
@@ -33,9 +35,6 @@ class Command(DjangoMigrateCommand):
                 "A tenant database is migrated as a whole: drop the app label "
                 f"(manage.py migrate --database={database})."
             )
-        from tenants.selectors import tenant_info_get_by_alias
-        from tenants.services import tenant_provision
-
         tenant = tenant_info_get_by_alias(database)
         applied = tenant_provision(tenant=tenant)
         if options["verbosity"] >= 1:

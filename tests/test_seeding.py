@@ -362,7 +362,7 @@ def test_a_failing_tenant_seed_leaves_the_tenant_database_unchanged(bare_tenant,
         json.dumps({"model": "test_v1.animal", "main": [{"id": 10, "name": "ok"}, {"id": 11, "nam": "typo"}]}),
         encoding="utf-8",
     )
-    good = Path(__file__).resolve().parents[2] / "modules/test/v1/fixtures/01_animals.json"
+    good = Path(__file__).resolve().parents[1] / "modules/test/v1/fixtures/01_animals.json"
     with pytest.raises(SeedError, match=r"99_broken.json: test_v1.animal main\[1\] \(id 11\): unknown field 'nam'"):
         seeds_apply(alias=tenant.alias, files=[good, broken])
     assert names(tenant.alias) == []

@@ -11,45 +11,37 @@ Order, so that a failure at any step leaves the tenant on the old version with i
 3. switch the subscription's version in the master, atomically (the cached tenant is
    invalidated, so requests move to the new version from then on; until then they are
    served by the old one);
-4. only with `drop_old`: back the tenant database up (when `tenants.backups` exists) and
+4. only with `drop_old`: back the tenant database up and
    unapply the old version's migrations in that database.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
 
-from django.apps import apps
 from django.db import connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 
 from m3saas.exceptions import ApplicationError
 from m3saas.modules.registry import module_version_get
+from m3saas.modules.upgrade import UpgradeError, upgrade_step_get
 from m3saas.tenancy.cache import master_cache_invalidate
 from m3saas.tenancy.connections import tenant_connection_register
-from m3saas.tenancy.context import TenantInfo, use_tenant
+from m3saas.tenancy.context import use_tenant
+from m3saas.tenancy.each import TenantOutcome, tenants_each
+from m3saas.tenancy.info import TenantInfo
 from m3saas.tenancy.migrate import tenant_migrate_schema, tenant_unmigrate_app
 from subscriptions.models import Subscription
 from subscriptions.selectors import dependency_graph, resolve_modules, tenant_subscriptions
+from tenants.backups import backup_create, backup_target_get
+from tenants.models import Tenant
+from tenants.provisioning import provisioner
+from tenants.selectors import tenant_info_fresh, tenant_info_from_row
 
 logger = logging.getLogger(__name__)
-
-UPGRADE_FUNCTION = "upgrade"
-
-
-class UpgradeError(ApplicationError):
-    code = "upgrade_refused"
-    default_message = "The subscription cannot be moved to that version."
-
-
-class DataStep(Protocol):
-    def __call__(self, *, alias: str, from_version: int) -> None: ...
 
 
 @dataclass
@@ -89,31 +81,10 @@ class UpgradeResult:
         return f"{what}: OK ({', '.join(parts)})"
 
 
-def upgrade_step_get(module: str, major: int) -> DataStep | None:
-    """The data step of `modules/<module>/v<major>/upgrade.py`, or None when it has none."""
-    if module_version_get(module, major) is None:
-        return None
-    dotted = f"modules.{module}.v{major}.upgrade"
-    if importlib.util.find_spec(dotted) is None:
-        return None
-    step = getattr(importlib.import_module(dotted), UPGRADE_FUNCTION, None)
-    if not callable(step):
-        raise UpgradeError(f"{dotted} has no function {UPGRADE_FUNCTION}(*, alias, from_version).")
-    return step
-
-
 def _both_versions(tenant: TenantInfo, new_modules: list[tuple[str, int]]) -> TenantInfo:
     """`tenant` with the modules it will have added after the ones it has (old majors kept)."""
     added = tuple(m for m in new_modules if m not in tenant.modules)
     return replace(tenant, modules=(*tenant.modules, *added))
-
-
-def _fresh(tenant: TenantInfo) -> TenantInfo:
-    """The tenant as the master says now (a cached `TenantInfo` may be stale)."""
-    from tenants.models import Tenant
-    from tenants.selectors import tenant_info_from_row
-
-    return tenant_info_from_row(Tenant.objects.get(pk=tenant.id))
 
 
 def _applied_versions(tenant: TenantInfo, module: str) -> set[int]:
@@ -126,13 +97,9 @@ def _applied_versions(tenant: TenantInfo, module: str) -> set[int]:
     }
 
 
-def _backup(tenant: TenantInfo) -> str | None:
-    """Back the tenant database up when the backups service exists; returns the file written."""
-    if importlib.util.find_spec("tenants.backups") is None:
-        logger.info("no backups service: dropping the old version of tenant %s without a backup", tenant.name)
-        return None
-    backups: Any = importlib.import_module("tenants.backups")
-    made = backups.backup_create(target=backups.backup_target_get(tenant_name=tenant.name))
+def _backup(tenant: TenantInfo) -> str:
+    """Back the tenant database up; returns the file written."""
+    made = backup_create(target=backup_target_get(tenant_name=tenant.name))
     return str(made.backup.path)
 
 
@@ -160,7 +127,7 @@ def subscription_upgrade(
     tables still present are dropped).
     """
     result = result or UpgradeResult(tenant=tenant.name, module=module, to_version=to_version)
-    tenant = _fresh(tenant)
+    tenant = tenant_info_fresh(tenant_id=tenant.id)
     subscription = Subscription.objects.filter(tenant_id=tenant.id, module__name=module).first()
     if subscription is None:
         raise UpgradeError(f"Tenant {tenant.name} has no subscription to module '{module}'.")
@@ -186,8 +153,6 @@ def subscription_upgrade(
     both = _both_versions(tenant, new_modules)
     alias = both.alias
 
-    from tenants.provisioning import provisioner
-
     provisioner().create(both)
     result.applied = tenant_migrate_schema(both)
 
@@ -209,7 +174,7 @@ def subscription_upgrade(
     logger.info("tenant %s moved from %s v%s to v%s", tenant.name, module, from_version, to_version)
 
     if drop_old:
-        _drop_versions(_fresh(tenant), module, [from_version], result)
+        _drop_versions(tenant_info_fresh(tenant_id=tenant.id), module, [from_version], result)
     return result
 
 
@@ -243,53 +208,25 @@ def subscriptions_upgrade_all(
 
     Subscribers already on `to_version` are included only with `drop_old`.
     """
-    from tenants.models import Tenant
-    from tenants.selectors import tenant_info_from_row
-
     subscribers = Subscription.objects.filter(module__name=module)
     if not drop_old:
         subscribers = subscribers.exclude(version=to_version)
     tenant_ids = list(subscribers.order_by("tenant_id").values_list("tenant_id", flat=True))
-    results: list[UpgradeResult] = []
-    for tenant_row in Tenant.objects.filter(id__in=tenant_ids).order_by("id"):
-        result = subscription_upgrade_safe(
-            tenant=tenant_info_from_row(tenant_row), module=module, to_version=to_version, drop_old=drop_old
-        )
-        results.append(result)
+    tenants = [tenant_info_from_row(row) for row in Tenant.objects.filter(id__in=tenant_ids).order_by("id")]
+
+    def work(tenant: TenantInfo) -> UpgradeResult:
+        return subscription_upgrade_safe(tenant=tenant, module=module, to_version=to_version, drop_old=drop_old)
+
+    def done(outcome: TenantOutcome[UpgradeResult]) -> None:
         if on_result is not None:
-            on_result(result)
+            on_result(_upgrade_result(outcome, module=module, to_version=to_version))
+
+    outcomes = tenants_each(work, tenants=tenants, on_result=done, what="upgrade")
+    results = [_upgrade_result(outcome, module=module, to_version=to_version) for outcome in outcomes]
     return results
 
 
-def module_rows_copy(*, alias: str, from_label: str, to_label: str, batch_size: int = 500) -> dict[str, int]:
-    """Copy the rows of every model of app `from_label` into the same-named model of `to_label`.
-
-    Only fields both models have are copied; primary keys are kept, and rows whose key is
-    already in the new table are skipped. Models are copied in their definition order, so
-    declare referenced models first. Returns rows copied per model name. A starting point
-    for a data step; write your own when the new version changes the shape.
-    """
-    copied: dict[str, int] = {}
-    source = apps.get_app_config(from_label)
-    for new in apps.get_app_config(to_label).get_models():
-        if not new._meta.managed or new._meta.proxy:
-            continue
-        model_name = new._meta.object_name or ""
-        try:
-            old = source.get_model(model_name)
-        except LookupError:
-            continue
-        if not old._meta.managed or old._meta.proxy:
-            continue
-        old_fields = {f.attname for f in old._meta.concrete_fields}
-        common = [f.attname for f in new._meta.concrete_fields if f.attname in old_fields]
-        pk = new._meta.pk.attname
-        existing = set(new._default_manager.using(alias).values_list(pk, flat=True))
-        rows = [
-            new(**row)
-            for row in old._default_manager.using(alias).order_by(old._meta.pk.attname).values(*common).iterator()
-            if row.get(pk) not in existing
-        ]
-        new._default_manager.using(alias).bulk_create(rows, batch_size=batch_size)
-        copied[model_name] = len(rows)
-    return copied
+def _upgrade_result(outcome: TenantOutcome[UpgradeResult], *, module: str, to_version: int) -> UpgradeResult:
+    if outcome.value is not None:
+        return outcome.value
+    return UpgradeResult(tenant=outcome.tenant.name, module=module, to_version=to_version, error=outcome.error)

@@ -1,13 +1,6 @@
-"""Main, forced and temporary seeds (as in DBStalker), for the master and tenant databases.
+"""Running main, forced and temporary seeds (as in DBStalker) in the master or a tenant database.
 
-A seed file is JSON: an object, or a list of them, each
-`{"model": "<app_label>.<model_name>", "main": [records], "temporary": [records]}`. A record
-maps field names (or `<field>_id` for foreign keys) to values; foreign keys are given by the
-related primary key. Main records carry `id` and may carry `"__forced": true`.
-
-Master seeds are `fixtures/*.json` at the project root (`settings.MASTER_SEEDS_DIR` moves
-them); a tenant's are `modules/<name>/v<N>/fixtures/*.json` of each module version it has,
-dependencies first; each folder sorted by file name.
+The file format is `m3saas.seeding.files`.
 
 Every seeded row is recorded in `SeedRecord` of the same database, so forcing and deseeding
 never touch a row a user created. One run is one transaction on its database: a failing
@@ -16,7 +9,6 @@ record leaves the database as it was.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -29,54 +21,28 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, router, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, models, router, transaction
 from django.db.models.deletion import Collector
 from django.utils import timezone
 
 from m3saas.bookkeeping.models import SeedRecord
-from m3saas.conf import BASE_DIR
-from m3saas.exceptions import ApplicationError
-from m3saas.modules.registry import module_version_get
+from m3saas.seeding.files import (
+    FORCED_KEY,
+    MAIN,
+    TEMPORARY,
+    SeedBlock,
+    SeedError,
+    display_path,
+    seed_blocks_read,
+    seed_files,
+)
 from m3saas.tenancy.cache import master_cache_invalidate
 from m3saas.tenancy.connections import tenant_connection_register
-from m3saas.tenancy.context import TenantInfo, use_tenant
+from m3saas.tenancy.context import use_tenant
+from m3saas.tenancy.directory import tenant_directory
+from m3saas.tenancy.info import TenantInfo
 
 logger = logging.getLogger(__name__)
-
-FORCED_KEY = "__forced"
-BLOCK_KEYS = frozenset({"model", "main", "temporary"})
-MAIN = SeedRecord.Kind.MAIN
-TEMPORARY = SeedRecord.Kind.TEMPORARY
-
-
-class SeedError(ApplicationError):
-    """A seed cannot be applied; the message names the file, the record and the reason."""
-
-    status_code = 500
-    code = "seed_failed"
-    default_message = "The seeds could not be applied."
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        file: str = "",
-        model: str = "",
-        kind: str = "",
-        index: int | None = None,
-        record_id: Any = None,
-    ) -> None:
-        self.reason = reason
-        self.file = file
-        self.model = model
-        self.kind = kind
-        self.index = index
-        self.record_id = record_id
-        where = [part for part in (model, f"{kind}[{index}]" if kind and index is not None else kind) if part]
-        if record_id is not None:
-            where.append(f"(id {record_id})")
-        prefix = ": ".join(part for part in (file, " ".join(where)) if part)
-        super().__init__(f"{prefix}: {reason}" if prefix else reason)
 
 
 @dataclass
@@ -98,17 +64,6 @@ class SeedAction(StrEnum):
     MAIN = "main"
     TEMPORARY = "temporary"
     DESEED = "deseed"
-
-
-@dataclass
-class TenantSeedResult:
-    tenant: str
-    report: SeedReport | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 # --- public services -------------------------------------------------------------------------
@@ -148,114 +103,9 @@ def seeds_run(*, alias: str = DEFAULT_DB_ALIAS, action: SeedAction, force: bool 
     return seeds_apply(alias=alias, force=force)
 
 
-def seeds_run_all_tenants(
-    *,
-    action: SeedAction,
-    force: bool | None = None,
-    on_result: Callable[[TenantSeedResult], None] | None = None,
-) -> list[TenantSeedResult]:
-    """Run `action` on every tenant database in turn, carrying on past a failing tenant."""
-    from tenants.models import Tenant
-    from tenants.selectors import tenant_info_from_row
-
-    results: list[TenantSeedResult] = []
-    for row in Tenant.objects.order_by("id"):
-        result = TenantSeedResult(tenant=row.name)
-        try:
-            info = tenant_info_from_row(row)
-            tenant_connection_register(info)
-            result.report = seeds_run(alias=info.alias, action=action, force=force)
-        except ApplicationError as exc:
-            logger.warning("seeding tenant %s failed: %s", row.name, exc.message)
-            result.error = exc.message
-        except Exception as exc:  # one tenant's failure must not stop the others
-            logger.exception("seeding tenant %s failed", row.name)
-            result.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            if row.name in connections.settings:
-                connections[row.name].close()
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return results
-
-
 def seed_file_list(*, alias: str = DEFAULT_DB_ALIAS) -> list[Path]:
     """The seed files of a database, in the order they are applied."""
-    return _seed_files(_tenant_for(alias))
-
-
-# --- files ----------------------------------------------------------------------------------
-
-
-def _master_seeds_dir() -> Path:
-    return Path(settings.MASTER_SEEDS_DIR)
-
-
-def _json_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return sorted((p for p in directory.glob("*.json") if p.is_file()), key=lambda p: p.name)
-
-
-def _seed_files(tenant: TenantInfo | None) -> list[Path]:
-    if tenant is None:
-        return _json_files(_master_seeds_dir())
-    files: list[Path] = []
-    for name, major in tenant.modules:
-        module = module_version_get(name, major)
-        if module is None:
-            raise SeedError(f"tenant {tenant.name} has module '{name}' v{major}, which is not installed")
-        files.extend(_json_files(module.path / "fixtures"))
-    return files
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(BASE_DIR))
-    except ValueError:
-        return str(path)
-
-
-@dataclass
-class _Block:
-    file: str
-    label: str
-    main: list[Any]
-    temporary: list[Any]
-
-
-def _read_blocks(path: Path) -> list[_Block]:
-    shown = _display(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SeedError(f"cannot be read ({exc.strerror or exc})", file=shown) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SeedError(f"not valid JSON ({exc})", file=shown) from None
-    items = data if isinstance(data, list) else [data]
-    blocks: list[_Block] = []
-    for position, item in enumerate(items):
-        where = f"{shown}[{position}]" if isinstance(data, list) else shown
-        if not isinstance(item, dict):
-            raise SeedError(f"a seed block must be an object, not {type(item).__name__}", file=where)
-        unknown = sorted(set(item) - BLOCK_KEYS)
-        if unknown:
-            raise SeedError(
-                f"unknown key(s) {', '.join(map(repr, unknown))} (a block has 'model', 'main', 'temporary')",
-                file=where,
-            )
-        label = item.get("model")
-        if not isinstance(label, str) or not label:
-            raise SeedError("the block has no 'model' (\"<app_label>.<model_name>\")", file=where)
-        lists: dict[str, list[Any]] = {}
-        for kind in (MAIN, TEMPORARY):
-            records = item.get(kind, [])
-            if not isinstance(records, list):
-                raise SeedError(f"'{kind}' must be a list of records", file=where, model=label)
-            lists[kind] = records
-        blocks.append(_Block(file=where, label=label, main=lists[MAIN], temporary=lists[TEMPORARY]))
-    return blocks
+    return seed_files(_tenant_for(alias))
 
 
 # --- one run on one database -----------------------------------------------------------------
@@ -264,9 +114,7 @@ def _read_blocks(path: Path) -> list[_Block]:
 def _tenant_for(alias: str) -> TenantInfo | None:
     if alias == DEFAULT_DB_ALIAS:
         return None
-    from tenants.selectors import tenant_info_get_by_alias
-
-    tenant = tenant_info_get_by_alias(alias)
+    tenant = tenant_directory().get_by_alias(alias)
     tenant_connection_register(tenant)
     return tenant
 
@@ -283,7 +131,7 @@ def _context(tenant: TenantInfo | None) -> Iterator[None]:
 
 def _run(alias: str, files: Sequence[Path] | None, work: Callable[[_SeedRun], None]) -> SeedReport:
     tenant = _tenant_for(alias)
-    paths = list(_seed_files(tenant) if files is None else files)
+    paths = list(seed_files(tenant) if files is None else files)
     run = _SeedRun(alias=alias, paths=paths)
     try:
         with _context(tenant), transaction.atomic(using=alias):
@@ -326,7 +174,7 @@ class _SeedRun:
     report: SeedReport = field(init=False)
 
     def __post_init__(self) -> None:
-        self.report = SeedReport(inserted=0, updated=0, deleted=0, files=[_display(p) for p in self.paths])
+        self.report = SeedReport(inserted=0, updated=0, deleted=0, files=[display_path(p) for p in self.paths])
 
     # main seeds
 
@@ -450,11 +298,11 @@ class _SeedRun:
 
     # shared
 
-    def _blocks(self) -> Iterator[_Block]:
+    def _blocks(self) -> Iterator[SeedBlock]:
         for path in self.paths:
-            yield from _read_blocks(path)
+            yield from seed_blocks_read(path)
 
-    def _model(self, block: _Block) -> type[models.Model]:
+    def _model(self, block: SeedBlock) -> type[models.Model]:
         try:
             model = apps.get_model(block.label)
         except (LookupError, ValueError):

@@ -8,15 +8,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from m3saas.exceptions import ApplicationError
-from m3saas.tenancy.context import TenantInfo
-from subscriptions.upgrade import UpgradeResult, subscription_upgrade_safe, subscriptions_upgrade_all
+from m3saas.tenancy.info import TenantInfo
+from tenants.selectors import tenant_info_get, tenant_info_get_by_alias
+from tenants.upgrade import UpgradeResult, subscription_upgrade_safe, subscriptions_upgrade_all
 
 _MAJOR_RE = re.compile(r"^v?([1-9][0-9]*)$")
 
 
 def _tenant(ref: str) -> TenantInfo:
-    from tenants.selectors import tenant_info_get, tenant_info_get_by_alias
-
     try:
         return tenant_info_get(tenant_id=int(ref)) if ref.isdigit() else tenant_info_get_by_alias(ref)
     except ApplicationError:

@@ -8,7 +8,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
-from m3saas.seeding import SeedAction, SeedReport, TenantSeedResult, seeds_run, seeds_run_all_tenants
+from m3saas.seeding import SeedAction, SeedReport, seeds_run
+from m3saas.tenancy.each import TenantOutcome
+from tenants.models import TenantMigrationRun
+from tenants.seeding import seeds_run_all_tenants
+from tenants.services import tenants_auto_migrate_pending
 
 
 def describe(action: SeedAction, report: SeedReport) -> str:
@@ -73,9 +77,6 @@ class Command(BaseCommand):
 
         The place for automatic migration (AUTO_MIGRATION) of tenants the seeds registered.
         """
-        from tenants.models import TenantMigrationRun
-        from tenants.services import tenants_auto_migrate_pending
-
         results = tenants_auto_migrate_pending(trigger=TenantMigrationRun.Trigger.COMMAND)
         for result in results:
             if result.ok:
@@ -90,14 +91,14 @@ class Command(BaseCommand):
             )
 
     def handle_all_tenants(self, action: SeedAction, force: bool | None) -> None:
-        def show(result: TenantSeedResult) -> None:
-            if result.report is not None:
-                self.stdout.write(f"{result.tenant}: {describe(action, result.report)}")
+        def show(outcome: TenantOutcome[SeedReport]) -> None:
+            if outcome.value is not None:
+                self.stdout.write(f"{outcome.tenant.name}: {describe(action, outcome.value)}")
             else:
-                self.stderr.write(f"{result.tenant}: FAILED: {result.error}")
+                self.stderr.write(f"{outcome.tenant.name}: FAILED: {outcome.error}")
 
         results = seeds_run_all_tenants(action=action, force=force, on_result=show)
-        failed = [r.tenant for r in results if not r.ok]
+        failed = [r.tenant.name for r in results if not r.ok]
         self.stdout.write(f"{len(results) - len(failed)} of {len(results)} tenant(s) seeded.")
         if failed:
             raise CommandError(f"{len(failed)} tenant(s) failed: {', '.join(failed)}")

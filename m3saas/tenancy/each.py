@@ -1,0 +1,115 @@
+"""One loop over tenants for batch work: migrations, seeds, scheduled jobs, backups, upgrades, reports.
+
+Each tenant's work runs inside its tenant context and may fail on its own: the failure is
+caught into that tenant's `TenantOutcome` and the loop goes on. The work's connections to
+tenant databases are closed when it ends (a run over 1,000 tenants must not keep 1,000 open).
+Outcomes reach `on_result` in the calling thread as tenants finish (so it may write master
+rows and print), and come back in the order of `tenants`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from m3saas.exceptions import ApplicationError
+from m3saas.tenancy.connections import tenant_connection_register
+from m3saas.tenancy.context import use_tenant
+from m3saas.tenancy.info import TenantInfo
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class TenantOutcome(Generic[T]):
+    """What one tenant's work returned, or the one-line reason it failed."""
+
+    tenant: TenantInfo
+    value: T | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def failure_describe(exc: BaseException) -> str:
+    """One line for a tenant's failure: an `ApplicationError`'s message, else the exception's type and text."""
+    if isinstance(exc, ApplicationError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+def tenant_connections_close() -> None:
+    """Close this thread's connections to tenant databases (the master's stays)."""
+    for conn in connections.all(initialized_only=True):
+        if conn.alias != DEFAULT_DB_ALIAS:
+            conn.close()
+
+
+def tenant_work_run(work: Callable[[TenantInfo], T], tenant: TenantInfo, *, what: str = "work") -> TenantOutcome[T]:
+    """Run `work(tenant)` in the tenant's context; catch its failure; close its tenant connections."""
+    started = time.monotonic()
+    outcome: TenantOutcome[T] = TenantOutcome(tenant=tenant)
+    try:
+        with use_tenant(tenant):
+            outcome.value = work(tenant)
+    except ApplicationError as exc:
+        logger.warning("%s of tenant %s failed: %s", what, tenant.name, exc.message)
+        outcome.error = exc.message
+    except Exception as exc:  # one tenant's failure must not stop the others
+        logger.exception("%s of tenant %s failed", what, tenant.name)
+        outcome.error = failure_describe(exc)
+    finally:
+        outcome.seconds = time.monotonic() - started
+        tenant_connections_close()
+    return outcome
+
+
+def tenants_each(
+    work: Callable[[TenantInfo], T],
+    *,
+    tenants: Iterable[TenantInfo],
+    workers: int = 1,
+    on_result: Callable[[TenantOutcome[T]], None] | None = None,
+    what: str = "work",
+) -> list[TenantOutcome[T]]:
+    """Run `work` for every tenant, at most `workers` at once, carrying on past failures.
+
+    `what` names the work in log lines ("migration", "seeding", …).
+    """
+    todo = list(tenants)
+    for tenant in todo:
+        # In this thread: connection settings are shared by every thread.
+        tenant_connection_register(tenant)
+    outcomes: dict[int, TenantOutcome[T]] = {}
+    if workers <= 1 or len(todo) <= 1:
+        for index, tenant in enumerate(todo):
+            outcomes[index] = tenant_work_run(work, tenant, what=what)
+            if on_result is not None:
+                on_result(outcomes[index])
+        return [outcomes[index] for index in range(len(todo))]
+
+    def run(tenant: TenantInfo) -> TenantOutcome[T]:
+        try:
+            return tenant_work_run(work, tenant, what=what)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=what.replace(" ", "-")) as pool:
+        futures: dict[Future[TenantOutcome[T]], int] = {pool.submit(run, tenant): i for i, tenant in enumerate(todo)}
+        for future in as_completed(futures):
+            index = futures[future]
+            outcomes[index] = future.result()
+            if on_result is not None:
+                on_result(outcomes[index])
+    return [outcomes[index] for index in range(len(todo))]

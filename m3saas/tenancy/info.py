@@ -1,0 +1,47 @@
+"""What serving a tenant needs: the `TenantInfo` value, resolved from the master and cached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from m3saas.modules.versions import module_label
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    """What serving a tenant needs, resolved from the master database and cached.
+
+    `modules` is ordered dependencies first: `(module name, major version)` pairs.
+    `schema_state` mirrors `Tenant.schema_state` (`pending` until the database is brought up
+    to date after a registration or a subscription change; see `tenants.services`).
+    """
+
+    id: int
+    name: str
+    user: str
+    password: str
+    modules: tuple[tuple[str, int], ...] = field(default=())
+    schema_state: str = "ready"
+
+    @property
+    def alias(self) -> str:
+        """The tenant's connection alias, which is also its database name."""
+        return self.name
+
+    @property
+    def module_labels(self) -> tuple[str, ...]:
+        return tuple(module_label(name, major) for name, major in self.modules)
+
+    @property
+    def app_labels(self) -> tuple[str, ...]:
+        """Every app migrated into the tenant database: the platform's bookkeeping, then modules."""
+        return ("bookkeeping", *self.module_labels)
+
+    def has_module(self, name: str, major: int) -> bool:
+        return (name, major) in self.modules
+
+    def module_major(self, name: str) -> int | None:
+        for module, major in self.modules:
+            if module == name:
+                return major
+        return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -135,7 +135,7 @@ def make_tenant(db: None) -> Iterator[MakeTenant]:
         provision: bool = True,
         **fields: Any,
     ) -> TenantInfo:
-        tenant: Tenant = TenantFactory(modules=list(modules), **fields)
+        tenant = cast(Tenant, TenantFactory(modules=list(modules), **fields))
         info = tenant_info_from_row(tenant)
         created.append(info)
         if provision:

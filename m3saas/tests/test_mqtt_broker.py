@@ -25,7 +25,7 @@ from django.db import transaction
 from rest_framework.test import APIClient
 
 from m3saas.conf import MQTTConfig
-from m3saas.mqtt import (
+from m3saas.mqtt.client import (
     MQTTClient,
     MQTTNotConfiguredError,
     mqtt_enabled,
@@ -347,7 +347,7 @@ def test_refused_credentials_are_logged_once_with_the_address_and_without_the_pa
     )
     broker = own_broker(extra=f"allow_anonymous false\npassword_file {passwords}")
     secret = f"wrong-{uuid.uuid4().hex}"
-    caplog.set_level(logging.INFO, logger="m3saas.mqtt")
+    caplog.set_level(logging.INFO, logger="m3saas.mqtt.client")
     with MQTTClient.override(config_for(broker.address, username="app", password=secret), reconnect_delay=(1, 1)):
         client = MQTTClient.instance()
         for _ in range(3):
@@ -363,7 +363,7 @@ def test_refused_credentials_are_logged_once_with_the_address_and_without_the_pa
 
 
 def test_qos0_while_the_broker_is_down_is_dropped_and_counted(caplog):
-    caplog.set_level(logging.WARNING, logger="m3saas.mqtt")
+    caplog.set_level(logging.WARNING, logger="m3saas.mqtt.client")
     with MQTTClient.override(config_for(("127.0.0.1", free_port())), reconnect_delay=(1, 1)):
         client = MQTTClient.instance()
         client.publish("down/first", "waits for the first attempt", qos=0)

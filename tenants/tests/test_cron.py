@@ -328,7 +328,7 @@ def test_runcrons_backs_up_the_master_then_each_tenant(make_tenant, settings, tm
 
 @pytest.mark.django_db
 def test_example_daily_job_is_skipped_without_mqtt(make_tenant, settings, tmp_path):
-    from m3saas.mqtt import MQTTClient
+    from m3saas.mqtt.client import MQTTClient
 
     settings.BACKUP_REPEAT = "off"
     tenant = make_tenant()
@@ -343,7 +343,7 @@ def test_example_daily_job_publishes_to_the_tenants_topic(make_tenant, settings,
     import paho.mqtt.client as paho
 
     from m3saas.conf import MQTTConfig
-    from m3saas.mqtt import MQTTClient
+    from m3saas.mqtt.client import MQTTClient
 
     settings.BACKUP_REPEAT = "off"
     host, port = mqtt_broker

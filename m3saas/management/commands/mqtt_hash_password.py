@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from m3saas.mqtt import DEFAULT_HASH_ITERATIONS, mqtt_password_hash
+from m3saas.mqtt.credentials import DEFAULT_HASH_ITERATIONS, mqtt_password_hash
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from m3saas.conf import BASE_DIR
-from m3saas.mqtt import (
+from m3saas.mqtt.credentials import (
     DEFAULT_HASH_ITERATIONS,
     MQTTPasswordSource,
     mqtt_credentials_write,

@@ -32,7 +32,8 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from m3saas.conf import MQTTConfig
 from m3saas.exceptions import ApplicationError
-from m3saas.tenancy.context import TenantInfo, tenant_current, tenant_current_or_none
+from m3saas.tenancy.context import tenant_current, tenant_current_or_none
+from m3saas.tenancy.info import TenantInfo
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from m3saas.tenancy.context import TenantInfo
+from m3saas.tenancy.info import TenantInfo
 
 DEFAULT_HASH_ITERATIONS = 10_000
 # The extension derives 512 bits (PKCS5S2 with SHA-512) and compares the whole key.

@@ -14,7 +14,8 @@ from django.db import transaction
 from m3saas.conf import MQTTConfig
 from m3saas.exceptions import TenantNotSetError
 from m3saas.mqtt.client import MQTTClient, mqtt_payload_encode, mqtt_publish, tenant_publish, tenant_topic
-from m3saas.tenancy.context import TenantInfo, use_tenant
+from m3saas.tenancy.context import use_tenant
+from m3saas.tenancy.info import TenantInfo
 
 
 @dataclass

@@ -29,6 +29,7 @@ from django.apps import apps
 from django.db import connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 
+from m3saas.engines import engine
 from m3saas.exceptions import ApplicationError
 from m3saas.modules.registry import module_version_get
 from m3saas.tenancy.cache import master_cache_invalidate
@@ -186,9 +187,7 @@ def subscription_upgrade(
     both = _both_versions(tenant, new_modules)
     alias = both.alias
 
-    from tenants.provisioning import provisioner
-
-    provisioner().create(both)
+    engine().database_create(both)
     result.applied = tenant_migrate_schema(both)
 
     step = upgrade_step_get(module, to_version)

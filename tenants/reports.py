@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.loader import MigrationLoader
 
+from m3saas.engines import engine
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.context import TenantInfo
 from m3saas.tenancy.migrate import tenant_pending_migrations
 from tenants.models import Tenant, TenantMigrationRun
-from tenants.provisioning import provisioner
 from tenants.selectors import tenant_info_from_row
 
 
@@ -68,7 +68,7 @@ def tenants_migration_status() -> list[TenantMigrationStatus]:
         try:
             info: TenantInfo = tenant_info_from_row(row)
             # Checked first: opening a missing SQLite database would create it.
-            status.database_exists = provisioner().exists(info)
+            status.database_exists = engine().database_exists(info)
             if status.database_exists:
                 status.pending = tenant_pending_migrations(info)
             else:

@@ -22,13 +22,13 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
+from m3saas.engines import engine
 from m3saas.exceptions import ApplicationError, ProvisioningError, ServiceUnavailableError, TenantNotFoundError
 from m3saas.tenancy.cache import master_cache_invalidate
 from m3saas.tenancy.connections import tenant_connection_register, tenant_connection_unregister
 from m3saas.tenancy.context import TenantInfo
 from m3saas.tenancy.migrate import tenant_migrate_schema
 from tenants.models import Tenant, TenantMigrationRun
-from tenants.provisioning import provisioner
 from tenants.selectors import tenant_info_from_row, tenant_info_get
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def tenant_provision(*, tenant: TenantInfo) -> list[str]:
 def tenant_database_drop(*, tenant: TenantInfo) -> None:
     """Drop the tenant's database and user, and forget its connection alias. Data is lost."""
     tenant_connection_unregister(tenant.alias)
-    provisioner().drop(tenant)
+    engine().database_drop(tenant)
 
 
 def tenant_migrate(
@@ -283,7 +283,7 @@ def master_migrate(*, seed: Seeding = Seeding.MAIN) -> None:
 
 
 def _schema_bring_up(tenant: TenantInfo) -> list[str]:
-    provisioner().create(tenant)
+    engine().database_create(tenant)
     tenant_connection_register(tenant)
     return tenant_migrate_schema(tenant)
 

@@ -226,7 +226,7 @@ def test_credentials_create_a_missing_file(tmp_path, make_tenant):
 
 
 def test_derived_password_is_neither_the_tenant_nor_the_database_password():
-    from m3saas.tenancy.connections import tenant_db_password
+    from m3saas.engines import tenant_db_password
     from m3saas.tenancy.context import TenantInfo
 
     tenant = TenantInfo(id=1, name="acme", user="acme", password="secret")

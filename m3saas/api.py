@@ -30,14 +30,10 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from m3saas.engines import engines
 from m3saas.exceptions import ApplicationError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
-
-# MySQL/MariaDB error numbers that mean "the server cannot be reached", not "the query is wrong":
-# client-side connection errors (2002-2055), too many connections, shutdown, killed connections.
-_UNREACHABLE_MYSQL_ERRORS = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2012, 2013, 2026, 2055, 4031})
-_UNREACHABLE_SQLITE_MESSAGES = ("unable to open database file", "database is locked", "disk i/o error")
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -87,10 +83,8 @@ def is_database_unavailable(exc: BaseException) -> bool:
     if not isinstance(exc, OperationalError):
         return False
     cause = exc.__cause__ or exc
-    code = cause.args[0] if cause.args else None
-    if isinstance(code, int):
-        return code in _UNREACHABLE_MYSQL_ERRORS
-    return str(code).lower().startswith(_UNREACHABLE_SQLITE_MESSAGES)
+    # The driver's error says which vendor raised it: every adapter is asked, not only the configured one.
+    return any(adapter.is_unavailable(cause) for adapter in engines())
 
 
 def _new_error_id() -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import environ
 
 from m3saas.conf import BASE_DIR, load_config
+from m3saas.engines import engine_for
 from m3saas.modules.discovery import discover_module_apps
 
 # The parsed JSON config (m3saas.conf.Config): every other module reads it from here.
@@ -122,28 +123,11 @@ TEMPLATES = [
 
 
 def _master_database() -> dict[str, Any]:
-    db = M3SAAS_CONFIG.database
-    if M3SAAS_CONFIG.is_mysql:
-        return {
-            "ENGINE": "django.db.backends.mysql",
-            "NAME": db.name,
-            "USER": db.user,
-            "PASSWORD": db.password,
-            "HOST": db.host,
-            "PORT": str(db.port),
-            "CONN_MAX_AGE": env.int("MASTER_CONN_MAX_AGE", default=60),
-            "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {
-                "charset": M3SAAS_CONFIG.charset,
-                # One statement per call: a crafted identifier can never smuggle a second one.
-                "multi_statements": False,
-                "init_command": f"SET default_storage_engine={M3SAAS_CONFIG.storage_engine}",
-                # A server that is down answers `/health` and requests with a 503 quickly.
-                "connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5),
-            },
-        }
-    Path(db.name).parent.mkdir(parents=True, exist_ok=True)
-    return {"ENGINE": "django.db.backends.sqlite3", "NAME": db.name, "OPTIONS": {"timeout": 20}}
+    return engine_for(M3SAAS_CONFIG.database.backend).master_settings(
+        M3SAAS_CONFIG,
+        conn_max_age=env.int("MASTER_CONN_MAX_AGE", default=60),
+        connect_timeout=env.int("DB_CONNECT_TIMEOUT", default=5),
+    )
 
 
 DATABASES: dict[str, dict[str, Any]] = {"default": _master_database()}

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from django.db.migrations.loader import MigrationLoader
 
+from m3saas.engines import engine
 from m3saas.tenancy.each import tenants_each
 from m3saas.tenancy.info import TenantInfo
 from m3saas.tenancy.migrate import tenant_pending_migrations
 from tenants.models import Tenant, TenantMigrationRun
-from tenants.provisioning import provisioner
 from tenants.selectors import tenant_info_list_resolved
 
 
@@ -71,7 +71,7 @@ def tenants_migration_status() -> list[TenantMigrationStatus]:
     def work(info: TenantInfo) -> None:
         status = statuses[info.id]
         # Checked first: opening a missing SQLite database would create it.
-        status.database_exists = provisioner().exists(info)
+        status.database_exists = engine().database_exists(info)
         if status.database_exists:
             status.pending = tenant_pending_migrations(info)
         else:

@@ -21,6 +21,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
+from m3saas.engines import engine
 from m3saas.exceptions import ApplicationError, ProvisioningError, ServiceUnavailableError, TenantNotFoundError
 from m3saas.seeding import seeds_apply, seeds_temporary_apply, seeds_temporary_remove
 from m3saas.tenancy.cache import master_cache_invalidate
@@ -31,7 +32,6 @@ from m3saas.tenancy.migrate import tenant_migrate_schema
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
 from tenants.models import Tenant, TenantMigrationRun
-from tenants.provisioning import provisioner
 from tenants.selectors import tenant_info_fresh, tenant_info_from_row, tenant_info_get, tenant_info_list_resolved
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def tenant_provision(*, tenant: TenantInfo) -> list[str]:
 def tenant_database_drop(*, tenant: TenantInfo) -> None:
     """Drop the tenant's database and user, and forget its connection alias. Data is lost."""
     tenant_connection_unregister(tenant.alias)
-    provisioner().drop(tenant)
+    engine().database_drop(tenant)
 
 
 def tenant_migrate(
@@ -288,7 +288,7 @@ def master_migrate(*, seed: Seeding = Seeding.MAIN) -> None:
 
 
 def _schema_bring_up(tenant: TenantInfo) -> list[str]:
-    provisioner().create(tenant)
+    engine().database_create(tenant)
     tenant_connection_register(tenant)
     return tenant_migrate_schema(tenant)
 

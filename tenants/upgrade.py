@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from django.db import connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 
+from m3saas.engines import engine
 from m3saas.exceptions import ApplicationError
 from m3saas.modules.registry import module_version_get
 from m3saas.modules.upgrade import UpgradeError, upgrade_step_get
@@ -38,7 +39,6 @@ from subscriptions.models import Subscription
 from subscriptions.selectors import dependency_graph, resolve_modules, tenant_subscriptions
 from tenants.backups import backup_create, backup_target_get
 from tenants.models import Tenant
-from tenants.provisioning import provisioner
 from tenants.selectors import tenant_info_fresh, tenant_info_from_row
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def subscription_upgrade(
     both = _both_versions(tenant, new_modules)
     alias = both.alias
 
-    provisioner().create(both)
+    engine().database_create(both)
     result.applied = tenant_migrate_schema(both)
 
     step = upgrade_step_get(module, to_version)

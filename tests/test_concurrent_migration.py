@@ -7,15 +7,15 @@ import threading
 import pytest
 from django.db import connections
 
+from m3saas.engines import engine
 from m3saas.tenancy.migrate import tenant_migrate_schema
-from tenants.provisioning import provisioner
 
 pytestmark = pytest.mark.django_db
 
 
 def test_concurrent_migrations_of_one_tenant_apply_each_migration_once(make_tenant):
     tenant = make_tenant(modules=[("test", 2)], provision=False)
-    provisioner().create(tenant)
+    engine().database_create(tenant)
     start = threading.Barrier(3)
     results: list[list[str]] = []
     errors: list[BaseException] = []

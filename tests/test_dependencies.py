@@ -43,11 +43,11 @@ def operator(client):
 
 
 def test_a_three_level_chain_is_migrated_dependencies_first(chain, make_tenant):
-    from tenants.provisioning import provisioner
+    from m3saas.engines import engine
 
     tenant = make_tenant(modules=[("notes", 1)], provision=False)
     assert tenant.modules == (("test", 1), ("tags", 1), ("notes", 1))
-    provisioner().create(tenant)
+    engine().database_create(tenant)
     assert tenant_pending_migrations(tenant) == [
         "bookkeeping.0001_initial",
         "test_v1.0001_initial",
@@ -80,11 +80,11 @@ def test_without_the_dependency_rows_the_lower_modules_are_not_served(make_tenan
 
 def test_a_dependency_migration_needing_an_undeclared_module_is_refused(make_tenant):
     """tags' migration needs test v1; without the dependency row the plan names the missing app."""
+    from m3saas.engines import engine
     from m3saas.tenancy.migrate import TenantMigrationError
-    from tenants.provisioning import provisioner
 
     tenant = make_tenant(modules=[("tags", 1)], provision=False)
-    provisioner().create(tenant)
+    engine().database_create(tenant)
     with pytest.raises(TenantMigrationError, match="test_v1"):
         tenant_pending_migrations(tenant)
 

@@ -10,10 +10,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from m3saas.bookkeeping.models import SeedRecord
+from m3saas.engines import engine
 from modules.test.v1.models import Animal
 from subscriptions.models import Module
 from tenants.models import TenantMigrationRun
-from tenants.provisioning import provisioner
 from tenants.tests.helpers import break_tenant, tables
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +53,7 @@ def test_anonymous_tenant_migrate_is_401_and_nothing_runs(make_tenant, method, s
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "not_authenticated"
     assert response["WWW-Authenticate"] == "Token"
-    assert not provisioner().exists(tenant)
+    assert not engine().database_exists(tenant)
     assert not TenantMigrationRun.objects.exists()
 
 
@@ -70,7 +70,7 @@ def test_a_wrong_token_is_401(make_tenant):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
     assert client.get(f"/{tenant.id}/migrate").status_code == 401
-    assert not provisioner().exists(tenant)
+    assert not engine().database_exists(tenant)
 
 
 def test_a_non_staff_token_is_403_and_nothing_runs(make_tenant, master_seeds):
@@ -80,7 +80,7 @@ def test_a_non_staff_token_is_403_and_nothing_runs(make_tenant, master_seeds):
     response = client.post("/migrate")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "permission_denied"
-    assert not provisioner().exists(tenant)
+    assert not engine().database_exists(tenant)
     assert not Module.objects.filter(name="seeded_zoo").exists()
 
 
@@ -88,7 +88,7 @@ def test_a_non_staff_session_is_403(client, make_tenant):
     tenant = make_tenant(provision=False)
     client.force_login(User.objects.create_user("someone", password="pw-someone-123"))
     assert client.post(f"/{tenant.id}/migrate").status_code == 403
-    assert not provisioner().exists(tenant)
+    assert not engine().database_exists(tenant)
 
 
 def test_staff_token_migrates_and_seeds_a_tenant(operator, make_tenant):
@@ -114,7 +114,7 @@ def test_staff_session_get_runs_nothing_a_link_could_trigger(client, make_tenant
     tenant = make_tenant(provision=False)
     client.force_login(User.objects.create_user("staff", password="pw-staff-123", is_staff=True))
     assert client.get(path.format(id=tenant.id)).status_code == 401
-    assert not provisioner().exists(tenant)
+    assert not engine().database_exists(tenant)
 
 
 def test_staff_session_post_without_csrf_token_is_refused(make_tenant):
@@ -122,7 +122,7 @@ def test_staff_session_post_without_csrf_token_is_refused(make_tenant):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(User.objects.create_user("staff", password="pw-staff-123", is_staff=True))
     assert client.post(f"/{tenant.id}/migrate").status_code == 403
-    assert not provisioner().exists(tenant)
+    assert not engine().database_exists(tenant)
 
 
 def test_seed_then_deseed_a_tenant_keeps_the_users_rows(operator, make_tenant):
@@ -161,7 +161,7 @@ def test_unknown_action_is_404_json(operator, make_tenant):
     tenant = make_tenant(provision=False)
     response = operator.get(f"/{tenant.id}/migrate/everything")
     assert response.status_code == 404
-    assert not provisioner().exists(tenant)
+    assert not engine().database_exists(tenant)
 
 
 def test_a_failing_tenant_migration_is_a_json_500_and_recorded(operator, make_tenant):

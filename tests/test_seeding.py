@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 from django.db import connections
 
 from m3saas.bookkeeping.models import SeedRecord
+from m3saas.engines import engine
 from m3saas.seeding import SeedError, seeds_apply, seeds_temporary_apply, seeds_temporary_remove
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.migrate import tenant_migrate_schema
@@ -20,7 +21,6 @@ from modules.test.v1.models import Animal
 from modules.test.v2.models import Animal as AnimalV2
 from subscriptions.models import Module, Subscription
 from tenants.models import Tenant
-from tenants.provisioning import provisioner
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +42,7 @@ def bare_tenant(make_tenant):
 
     def make(modules: list[tuple[str, int]] | None = None):
         info = make_tenant(modules=modules or [("test", 1)], provision=False)
-        provisioner().create(info)
+        engine().database_create(info)
         tenant_connection_register(info)
         tenant_migrate_schema(info)
         return info

@@ -12,6 +12,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import ConnectionHandler
 
+from m3saas.engines import engine
 from m3saas.tenancy.directory import tenant_directory
 from m3saas.tenancy.info import TenantInfo
 
@@ -145,38 +146,9 @@ def connection_handler_install() -> None:
 _handler = cast(TenantConnectionHandler, connections)
 
 
-def tenant_db_password(password: str) -> str:
-    """The tenant database user's password: a SHA-256 of the configured salt and the tenant password."""
-    return hashlib.sha256(f"{settings.M3SAAS_CONFIG.db_salt}{password}".encode()).hexdigest()
-
-
 def tenant_database_settings(*, name: str, user: str, password: str) -> dict[str, Any]:
     """A complete `DATABASES` entry for a tenant database."""
-    config = settings.M3SAAS_CONFIG
-    entry: dict[str, Any]
-    if config.is_mysql:
-        entry = {
-            "ENGINE": "django.db.backends.mysql",
-            "NAME": name,
-            "USER": user,
-            "PASSWORD": tenant_db_password(password),
-            "HOST": config.database.host,
-            "PORT": str(config.database.port),
-            "OPTIONS": {
-                "charset": config.charset,
-                "multi_statements": False,
-                "init_command": f"SET default_storage_engine={config.storage_engine}",
-                # MySQLdb would send `SET autocommit=0`, which Django reverses at once: one round trip
-                # per login saved (Django still sets autocommit itself after connecting).
-                "autocommit": None,
-            },
-        }
-    else:
-        entry = {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(config.tenant_sqlite_dir / f"{name}.sqlite3"),
-            "OPTIONS": {"timeout": 20},
-        }
+    entry = engine().tenant_settings(settings.M3SAAS_CONFIG, name=name, user=user, password=password)
     entry["CONN_MAX_AGE"] = settings.TENANT_CONN_MAX_AGE
     entry["CONN_HEALTH_CHECKS"] = True
     # Never inherit ATOMIC_REQUESTS: it would open a connection to every tenant per request.

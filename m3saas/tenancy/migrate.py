@@ -7,14 +7,13 @@ from the tenant's module apps only, so a later subscription is migrated on the n
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
+from m3saas.engines import engine
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.context import use_tenant
@@ -39,31 +38,12 @@ def tenant_schema_lock(tenant: TenantInfo) -> Iterator[None]:
     once; the second waits, then finds nothing left to apply. MySQL/MariaDB: a named lock on the
     master server; SQLite: a lock file beside the tenant's database file.
     """
-    config = settings.M3SAAS_CONFIG
-    if config.is_mysql:
-        name = f"m3saas:schema:{tenant.name}"
-        master = connections[DEFAULT_DB_ALIAS]
-        with master.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK(%s, %s)", [name, SCHEMA_LOCK_TIMEOUT])
-            row = cursor.fetchone()
-        if not row or row[0] != 1:
+    with engine().schema_lock(tenant, timeout=SCHEMA_LOCK_TIMEOUT) as acquired:
+        if not acquired:
             raise TenantMigrationError(
                 f"Tenant {tenant.name} is being migrated by another process; gave up after {SCHEMA_LOCK_TIMEOUT}s."
             )
-        try:
-            yield
-        finally:
-            with master.cursor() as cursor:
-                cursor.execute("SELECT RELEASE_LOCK(%s)", [name])
-        return
-    path = config.tenant_sqlite_dir / f"{tenant.name}.schema.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
 def _targets(executor: MigrationExecutor, labels: tuple[str, ...]) -> list[tuple[str, str]]:

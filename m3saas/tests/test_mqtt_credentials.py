@@ -122,7 +122,7 @@ def test_hash_command_refuses_a_salt_that_is_not_base64():
 
 
 def test_derived_password_is_neither_the_tenant_nor_the_database_password():
-    from m3saas.tenancy.connections import tenant_db_password
+    from m3saas.engines import tenant_db_password
     from m3saas.tenancy.info import TenantInfo
 
     tenant = TenantInfo(id=1, name="acme", user="acme", password="secret")

@@ -6,9 +6,9 @@ import io
 
 from django.db import connections
 
+from m3saas.engines import engine
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.info import TenantInfo
-from tenants.provisioning import provisioner
 
 
 def tables(alias: str) -> set[str]:
@@ -18,7 +18,7 @@ def tables(alias: str) -> set[str]:
 
 def break_tenant(tenant: TenantInfo, table: str = "test_v1_animal") -> None:
     """Create the database with a stray `table` in it, so the migration creating it fails."""
-    provisioner().create(tenant)
+    engine().database_create(tenant)
     tenant_connection_register(tenant)
     with connections[tenant.alias].cursor() as cursor:
         cursor.execute(f"CREATE TABLE {table} (stray INTEGER)")

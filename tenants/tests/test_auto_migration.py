@@ -12,10 +12,10 @@ from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from m3saas.engines import engine
 from modules.test.v1.models import Animal
 from subscriptions.models import Module, ModuleDependency, Subscription
 from tenants.models import Tenant, TenantMigrationRun
-from tenants.provisioning import provisioner
 from tenants.selectors import tenant_info_get
 from tenants.services import tenant_create, tenant_subscribe
 from tenants.tests.helpers import break_tenant, tables
@@ -142,7 +142,7 @@ def test_subscription_create_prepares_the_tenants_database_at_once(auto, make_te
 
 def test_tenant_create_prepares_the_database(auto, drop_new_tenants):
     tenant = tenant_create(name="auto_created", user="auto_created", password="pw")
-    assert provisioner().exists(tenant_info_get(tenant_id=tenant.id))
+    assert engine().database_exists(tenant_info_get(tenant_id=tenant.id))
     assert state(tenant.id) == State.READY
 
 

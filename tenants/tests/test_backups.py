@@ -17,19 +17,16 @@ from django.core.management.base import CommandError
 from django.db import connections
 from django.utils import timezone
 
+from m3saas.engines import BackupMismatchError, RestoreError
+from m3saas.engines.mysql import HEADER_PREFIX
 from modules.test.v1.models import Animal
 from modules.test.v2.models import Animal as AnimalV2
 from subscriptions.models import Subscription
+from tenants.backup_files import BackupNotFoundError, backup_list, backup_select
 from tenants.backups import (
-    HEADER_PREFIX,
-    BackupMismatchError,
-    BackupNotFoundError,
-    RestoreError,
     backup_create,
     backup_header,
-    backup_list,
     backup_restore,
-    backup_select,
     backup_target_get,
     backup_target_master,
 )

@@ -19,7 +19,8 @@ from m3saas.bookkeeping.models import JobRun
 from m3saas.cron import Job
 from modules.test.v1 import cron as test_v1_cron
 from modules.test.v1.models import Animal
-from tenants.backups import backup_list, backup_target_master
+from tenants.backup_files import backup_list
+from tenants.backups import backup_target_master
 from tenants.cron import crons_run, tenant_jobs_run
 
 # --- the rules -----------------------------------------------------------------------------

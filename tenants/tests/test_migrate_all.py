@@ -169,14 +169,14 @@ def test_report_lists_the_tenant_behind_and_its_missing_migrations(make_tenant, 
 
 
 def test_report_shows_a_missing_database_without_creating_it(make_tenant, capsys):
-    from tenants.provisioning import provisioner
+    from m3saas.engines import engine
 
     tenant = make_tenant(provision=False)
     call_command("migration_report")
     out = capsys.readouterr().out
     assert "database missing; 2 migration(s) to apply" in out
     assert "test_v1.0001_initial" in out
-    assert not provisioner().exists(tenant)
+    assert not engine().database_exists(tenant)
 
 
 def test_report_shows_the_last_failure(make_tenant, capsys):

@@ -11,11 +11,11 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connections
 
+from m3saas.engines import engine
 from m3saas.exceptions import ProvisioningError
 from m3saas.tenancy.migrate import tenant_pending_migrations
 from subscriptions.models import Module, Subscription
 from tenants.models import Tenant
-from tenants.provisioning import provisioner
 from tenants.selectors import tenant_info_from_row
 from tenants.services import tenant_create, tenant_provision
 
@@ -107,19 +107,19 @@ def test_tenant_create_provisions_when_asked(db):
     tenant = tenant_create(name="provisioned_one", user="provisioned_one", password="pw", provision=True)
     info = tenant_info_from_row(tenant)
     try:
-        assert provisioner().exists(info)
+        assert engine().database_exists(info)
     finally:
         from tenants.services import tenant_database_drop
 
         tenant_database_drop(tenant=info)
-    assert not provisioner().exists(info)
+    assert not engine().database_exists(info)
 
 
 @pytest.mark.mariadb
 def test_tenant_user_cannot_reach_another_tenants_database(make_tenant):
     import MySQLdb
 
-    from m3saas.tenancy.connections import tenant_db_password
+    from m3saas.engines import tenant_db_password
 
     first, second = make_tenant(), make_tenant()
     db = settings.M3SAAS_CONFIG.database
@@ -143,7 +143,7 @@ def test_grant_does_not_treat_underscore_as_a_wildcard(make_tenant):
     """A grant on `ab_c` must not open `abxc` (MySQL's `_` wildcard)."""
     import MySQLdb
 
-    from m3saas.tenancy.connections import tenant_db_password
+    from m3saas.engines import tenant_db_password
 
     first = make_tenant(name="gw_a_b")
     lookalike = make_tenant(name="gwxaxb")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from tenants.backups import Backup, backup_dir, backup_list, backups_list_all
+from tenants.backup_files import Backup, backup_dir, backup_list, backups_list_all
 
 
 class Command(BaseCommand):

@@ -8,7 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from m3saas.exceptions import ApplicationError
-from tenants.backups import backup_restore, backup_select, backup_target_get
+from tenants.backup_files import backup_select
+from tenants.backups import backup_restore, backup_target_get
 from tenants.models import TenantMigrationRun
 from tenants.services import tenant_migrate
 

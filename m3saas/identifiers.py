@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
 IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -39,24 +37,6 @@ def validate_database_name(value: object) -> None:
 
 def validate_user_name(value: object) -> None:
     _check(value, USER_RE, "database user name", 32)
-
-
-def validate_not_master(*, name: str, user: str) -> None:
-    """Refuse a tenant database or user that is the master's own, as the config names them.
-
-    Provisioning such a tenant would grant it the master database or change the master
-    account's password.
-    """
-
-    config = settings.M3SAAS_CONFIG
-    errors: dict[str, str] = {}
-    master_database = config.database.name if config.is_mysql else Path(config.database.name).stem
-    if name == master_database:
-        errors["name"] = f"{name!r} is the master database's name."
-    if config.is_mysql and user == config.database.user:
-        errors["user"] = f"{user!r} is the master database's user."
-    if errors:
-        raise ValidationError(errors, code="master_identifier")
 
 
 def validate_module_name(value: object) -> None:

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,9 +23,14 @@ from django.utils import timezone
 
 from m3saas.engines import BackupMismatchError, RestoreError, engine, engines
 from m3saas.engines.base import COPY_CHUNK
+from m3saas.exceptions import TenantNotFoundError
 from m3saas.tenancy.connections import tenant_connection_register
+from m3saas.tenancy.each import TenantOutcome, tenants_each
 from m3saas.tenancy.info import TenantInfo
 from tenants.backup_files import Backup, backup_parse, backup_path_new, backups_prune, check_dir_name
+from tenants.models import Tenant
+from tenants.selectors import tenant_info_from_row, tenant_info_list
+from tenants.services import tenants_schema_mark_pending
 
 logger = logging.getLogger(__name__)
 
@@ -64,35 +70,29 @@ def backup_target_master() -> BackupTarget:
     )
 
 
-def backup_target_tenant(*, tenant: TenantInfo, per_day: int, max_backups: int) -> BackupTarget:
-    return BackupTarget(database=tenant.name, alias=tenant.alias, per_day=per_day, max=max_backups, tenant=tenant)
+def backup_target_tenant(*, tenant: TenantInfo) -> BackupTarget:
+    """The tenant's database, with the tenant's own backup limits."""
+    limits = tenant.backups
+    return BackupTarget(database=tenant.name, alias=tenant.alias, per_day=limits.per_day, max=limits.max, tenant=tenant)
 
 
 def backup_target_get(*, tenant_name: str) -> BackupTarget:
     """The tenant named `tenant_name`, with its own limits; raises `TenantNotFoundError`."""
-    from m3saas.exceptions import TenantNotFoundError
-    from tenants.models import Tenant
-    from tenants.selectors import tenant_info_from_row
-
     row = Tenant.objects.filter(name=tenant_name).first()
     if row is None:
         raise TenantNotFoundError(f"No tenant named '{tenant_name}'.")
-    return backup_target_tenant(
-        tenant=tenant_info_from_row(row), per_day=row.per_day_backups, max_backups=row.max_backups
-    )
+    return backup_target_tenant(tenant=tenant_info_from_row(row))
 
 
-def backup_targets_all_tenants() -> list[BackupTarget]:
-    """Every tenant, in id order, with its limits (two master queries)."""
-    from tenants.models import Tenant
-    from tenants.selectors import tenant_info_list
+def backups_create_all_tenants(
+    *, on_result: Callable[[TenantOutcome[BackupResult]], None] | None = None
+) -> list[TenantOutcome[BackupResult]]:
+    """Back up every tenant database in turn (then its retention), carrying on past a failing one."""
 
-    limits = {t.name: (t.per_day_backups, t.max_backups) for t in Tenant.objects.all()}
-    return [
-        backup_target_tenant(tenant=info, per_day=limits[info.name][0], max_backups=limits[info.name][1])
-        for info in tenant_info_list()
-        if info.name in limits
-    ]
+    def work(tenant: TenantInfo) -> BackupResult:
+        return backup_create(target=backup_target_tenant(tenant=tenant))
+
+    return tenants_each(work, tenants=tenant_info_list(), on_result=on_result, what="backup")
 
 
 # --- taking a backup -----------------------------------------------------------------------
@@ -191,7 +191,5 @@ def backup_restore(*, target: BackupTarget, backup: Backup) -> None:
         connections[target.alias].close()
         engine().backup_load(tenant=target.tenant, plain=plain)
     logger.info("tenant %s restored from %s", target.database, backup.path.name)
-    from tenants.services import tenants_schema_mark_pending
-
     # The backup may predate migrations of the tenant's modules: its schema is to be brought up to date.
     tenants_schema_mark_pending(tenant_ids=[target.tenant.id])

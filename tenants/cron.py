@@ -20,7 +20,6 @@ from m3saas.tenancy.context import use_tenant
 from m3saas.tenancy.each import tenants_each
 from m3saas.tenancy.info import TenantInfo
 from tenants.backups import backup_create, backup_target_master, backup_target_tenant
-from tenants.models import Tenant
 from tenants.selectors import tenant_info_list
 
 logger = logging.getLogger(__name__)
@@ -47,14 +46,14 @@ def master_jobs_run(*, now: datetime) -> list[JobOutcome]:
     return jobs_run(jobs=jobs, alias=DEFAULT_DB_ALIAS, database="master", now=now)
 
 
-def tenant_jobs_run(*, tenant: TenantInfo, now: datetime, per_day_backups: int, max_backups: int) -> list[JobOutcome]:
+def tenant_jobs_run(*, tenant: TenantInfo, now: datetime) -> list[JobOutcome]:
     """Inside the tenant's context: its database backup, then its modules' due jobs.
 
     A module whose `cron.py` cannot be loaded is reported as a failed job and the rest go on.
     """
 
     def backup() -> None:
-        target = backup_target_tenant(tenant=tenant, per_day=per_day_backups, max_backups=max_backups)
+        target = backup_target_tenant(tenant=tenant)
         backup_create(target=target, now=now)
 
     outcomes: list[JobOutcome] = []
@@ -85,12 +84,10 @@ def crons_run(*, now: datetime | None = None, tenant_names: Sequence[str] | None
     except Exception as exc:
         logger.exception("the master's scheduled jobs failed")
         report.failed_databases["master"] = f"{type(exc).__name__}: {exc}"
-    limits = {t.name: (t.per_day_backups, t.max_backups) for t in Tenant.objects.all()}
     tenants = [t for t in tenant_info_list() if tenant_names is None or t.name in tenant_names]
 
     def work(tenant: TenantInfo) -> list[JobOutcome]:
-        per_day, max_backups = limits.get(tenant.name, (1, 10))
-        return tenant_jobs_run(tenant=tenant, now=now, per_day_backups=per_day, max_backups=max_backups)
+        return tenant_jobs_run(tenant=tenant, now=now)
 
     for outcome in tenants_each(work, tenants=tenants, what="scheduled jobs"):
         if outcome.value is not None:

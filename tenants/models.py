@@ -3,7 +3,9 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from m3saas.identifiers import validate_database_name, validate_not_master, validate_user_name
+from m3saas.engines import validate_not_master
+from m3saas.identifiers import validate_database_name, validate_user_name
+from m3saas.tenancy.info import DEFAULT_BACKUP_LIMITS
 
 
 class Tenant(models.Model):
@@ -32,8 +34,12 @@ class Tenant(models.Model):
         max_length=128,
         help_text="Salted and hashed with dbSalt into the database user's password.",
     )
-    per_day_backups = models.IntegerField(default=1, help_text="Backups kept per day; below 1 means unlimited.")
-    max_backups = models.IntegerField(default=10, help_text="Backups kept overall; below 1 means unlimited.")
+    per_day_backups = models.IntegerField(
+        default=DEFAULT_BACKUP_LIMITS.per_day, help_text="Backups kept per day; below 1 means unlimited."
+    )
+    max_backups = models.IntegerField(
+        default=DEFAULT_BACKUP_LIMITS.max, help_text="Backups kept overall; below 1 means unlimited."
+    )
     schema_state = models.CharField(
         max_length=16,
         choices=SchemaState.choices,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from m3saas.conf import BackupLimits
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
 from m3saas.tenancy.cache import master_cached
 from m3saas.tenancy.info import TenantInfo
@@ -20,6 +21,7 @@ def _info(tenant: Tenant, graph: dict[str, list[tuple[str, int]]]) -> TenantInfo
         password=tenant.password,
         modules=tuple(modules),
         schema_state=tenant.schema_state,
+        backups=BackupLimits(per_day=tenant.per_day_backups, max=tenant.max_backups),
     )
 
 

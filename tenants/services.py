@@ -27,7 +27,7 @@ from m3saas.seeding import seeds_apply, seeds_temporary_apply, seeds_temporary_r
 from m3saas.tenancy.cache import master_cache_invalidate
 from m3saas.tenancy.connections import tenant_connection_register, tenant_connection_unregister
 from m3saas.tenancy.each import TenantOutcome, tenant_work_run, tenants_each
-from m3saas.tenancy.info import TenantInfo
+from m3saas.tenancy.info import DEFAULT_BACKUP_LIMITS, TenantInfo
 from m3saas.tenancy.migrate import tenant_migrate_schema
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
@@ -82,8 +82,8 @@ def tenant_create(
     user: str,
     password: str,
     id: int | None = None,
-    per_day_backups: int = 1,
-    max_backups: int = 10,
+    per_day_backups: int = DEFAULT_BACKUP_LIMITS.per_day,
+    max_backups: int = DEFAULT_BACKUP_LIMITS.max,
     provision: bool | None = None,
 ) -> Tenant:
     """Validate and save a tenant; provision, migrate and seed its database when `provision`

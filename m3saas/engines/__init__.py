@@ -13,7 +13,7 @@ the app registry (or read settings) at import time.
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from m3saas.engines.base import (
     OWNER_TABLE,
@@ -21,6 +21,7 @@ from m3saas.engines.base import (
     BackupMismatchError,
     Engine,
     RestoreError,
+    master_clash,
     tenant_db_password,
 )
 from m3saas.engines.mysql import MySQLEngine
@@ -57,3 +58,14 @@ def engine() -> Engine:
 def engines() -> tuple[Engine, ...]:
     """Every adapter: for what any vendor may have written (backup files, driver errors)."""
     return tuple(_ENGINES.values())
+
+
+def validate_not_master(*, name: str, user: str) -> None:
+    """Refuse a tenant database or user that is the master's own, as the config names them.
+
+    Provisioning such a tenant would grant it the master database or change the master
+    account's password.
+    """
+    errors = master_clash(engine_for(settings.M3SAAS_CONFIG.database.backend), name=name, user=user)
+    if errors:
+        raise ValidationError(errors, code="master_identifier")

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 
 from m3saas.conf import Config
 from m3saas.exceptions import ApplicationError, ProvisioningError
-from m3saas.identifiers import validate_not_master
 from m3saas.tenancy.info import TenantInfo
 
 # The table of a tenant database that names the tenant it was created for.
@@ -78,6 +76,10 @@ class Engine(Protocol):
         """Whether the driver's `error` says the server cannot be reached (not that the query is wrong)."""
         ...
 
+    def master_names(self, config: Config) -> tuple[str, str | None]:
+        """The master's database name as a tenant's would be written, and its user (None: no users)."""
+        ...
+
     def master_backup_name(self) -> str:
         """The master database's name in backup folders and file names."""
         ...
@@ -103,11 +105,21 @@ def tenant_db_password(password: str) -> str:
     return hashlib.sha256(f"{settings.M3SAAS_CONFIG.db_salt}{password}".encode()).hexdigest()
 
 
-def refuse_master(tenant: TenantInfo) -> None:
-    try:
-        validate_not_master(name=tenant.name, user=tenant.user)
-    except ValidationError as exc:
-        raise ProvisioningError(f"Tenant {tenant.name}: {' '.join(exc.messages)}") from None
+def master_clash(engine: Engine, *, name: str, user: str) -> dict[str, str]:
+    """Why a tenant database `name` or `user` would be the master's own (empty: it is not)."""
+    master_database, master_user = engine.master_names(settings.M3SAAS_CONFIG)
+    errors: dict[str, str] = {}
+    if name == master_database:
+        errors["name"] = f"{name!r} is the master database's name."
+    if master_user is not None and user == master_user:
+        errors["user"] = f"{user!r} is the master database's user."
+    return errors
+
+
+def refuse_master(engine: Engine, tenant: TenantInfo) -> None:
+    errors = master_clash(engine, name=tenant.name, user=tenant.user)
+    if errors:
+        raise ProvisioningError(f"Tenant {tenant.name}: {' '.join(errors.values())}")
 
 
 def check_owner(tenant: TenantInfo, owners: list[int] | None) -> None:

@@ -136,7 +136,7 @@ class MySQLEngine:
         return str(settings.TENANT_DB_USER_HOST)
 
     def database_create(self, tenant: TenantInfo) -> None:
-        refuse_master(tenant)
+        refuse_master(self, tenant)
         validate_user_name(tenant.user)
         database = quote_mysql_identifier(tenant.name)
         conn = admin_connect(error=ProvisioningError)
@@ -191,7 +191,7 @@ class MySQLEngine:
             )
 
     def database_drop(self, tenant: TenantInfo) -> None:
-        refuse_master(tenant)
+        refuse_master(self, tenant)
         validate_user_name(tenant.user)
         conn = admin_connect(error=ProvisioningError)
         try:
@@ -233,6 +233,9 @@ class MySQLEngine:
         return isinstance(code, int) and code in _UNREACHABLE_ERRORS
 
     # --- backups ------------------------------------------------------------------------------
+
+    def master_names(self, config: Config) -> tuple[str, str | None]:
+        return config.database.name, config.database.user
 
     def master_backup_name(self) -> str:
         return str(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])

@@ -61,7 +61,7 @@ class SQLiteEngine:
     # --- provisioning -------------------------------------------------------------------------
 
     def database_create(self, tenant: TenantInfo) -> None:
-        refuse_master(tenant)
+        refuse_master(self, tenant)
         path = _tenant_path(settings.M3SAAS_CONFIG, tenant.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists() and path.stat().st_size > 0
@@ -84,7 +84,7 @@ class SQLiteEngine:
         check_owner(tenant, owners)
 
     def database_drop(self, tenant: TenantInfo) -> None:
-        refuse_master(tenant)
+        refuse_master(self, tenant)
         path = _tenant_path(settings.M3SAAS_CONFIG, tenant.name)
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -111,6 +111,9 @@ class SQLiteEngine:
         return isinstance(message, str) and message.lower().startswith(_UNREACHABLE_MESSAGES)
 
     # --- backups ------------------------------------------------------------------------------
+
+    def master_names(self, config: Config) -> tuple[str, str | None]:
+        return Path(config.database.name).stem, None
 
     def master_backup_name(self) -> str:
         return Path(settings.M3SAAS_CONFIG.database.name).stem

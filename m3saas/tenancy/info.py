@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from m3saas.conf import BackupLimits
 from m3saas.modules.versions import module_label
+
+# A tenant row's defaults (`Tenant.per_day_backups`, `Tenant.max_backups`).
+DEFAULT_BACKUP_LIMITS = BackupLimits(per_day=1, max=10)
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,8 @@ class TenantInfo:
     password: str
     modules: tuple[tuple[str, int], ...] = field(default=())
     schema_state: str = "ready"
+    # How many backups of the tenant database are kept per day and overall (below 1: no limit).
+    backups: BackupLimits = DEFAULT_BACKUP_LIMITS
 
     @property
     def alias(self) -> str:

@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from django.db import connections
 from django.utils import timezone
 
 from m3saas.bookkeeping.models import JobRun
+from m3saas.conf import BackupLimits
 from m3saas.cron import Job
 from modules.test.v1 import cron as test_v1_cron
 from modules.test.v1.models import Animal
@@ -176,7 +178,7 @@ def add_animal(name: str):
 
 
 def run(tenant, day: str, **kwargs):
-    return tenant_jobs_run(tenant=tenant, now=at(day), per_day_backups=0, max_backups=0, **kwargs)
+    return tenant_jobs_run(tenant=replace(tenant, backups=BackupLimits(per_day=0, max=0)), now=at(day), **kwargs)
 
 
 @pytest.mark.django_db

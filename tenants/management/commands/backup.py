@@ -7,13 +7,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from m3saas.exceptions import ApplicationError
+from m3saas.tenancy.each import TenantOutcome
 from tenants.backups import (
     BackupResult,
-    BackupTarget,
     backup_create,
     backup_target_get,
     backup_target_master,
-    backup_targets_all_tenants,
+    backups_create_all_tenants,
 )
 
 
@@ -30,28 +30,32 @@ class Command(BaseCommand):
         which.add_argument("--all-tenants", action="store_true", help="Back up every tenant's database.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["all_tenants"]:
+            self.handle_all_tenants()
+            return
         try:
-            if options["tenant"]:
-                targets = [backup_target_get(tenant_name=options["tenant"])]
-            elif options["all_tenants"]:
-                targets = backup_targets_all_tenants()
-            else:
-                targets = [backup_target_master()]
+            target = backup_target_get(tenant_name=options["tenant"]) if options["tenant"] else backup_target_master()
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
-        failed: list[str] = []
-        for target in targets:
-            try:
-                result = backup_create(target=target)
-            except ApplicationError as exc:
-                self.stderr.write(f"{target.database}: FAILED: {exc.message}")
-                failed.append(target.database)
-                continue
-            self._report(target, result)
+        try:
+            result = backup_create(target=target)
+        except ApplicationError as exc:
+            self.stderr.write(f"{target.database}: FAILED: {exc.message}")
+            raise CommandError(f"1 backup(s) failed: {target.database}") from exc
+        self._report(target.database, result)
+
+    def handle_all_tenants(self) -> None:
+        def show(outcome: TenantOutcome[BackupResult]) -> None:
+            if outcome.value is not None:
+                self._report(outcome.tenant.name, outcome.value)
+            else:
+                self.stderr.write(f"{outcome.tenant.name}: FAILED: {outcome.error}")
+
+        failed = [o.tenant.name for o in backups_create_all_tenants(on_result=show) if not o.ok]
         if failed:
             raise CommandError(f"{len(failed)} backup(s) failed: {', '.join(failed)}")
 
-    def _report(self, target: BackupTarget, result: BackupResult) -> None:
-        self.stdout.write(f"{target.database}: {result.backup.path}")
+    def _report(self, database: str, result: BackupResult) -> None:
+        self.stdout.write(f"{database}: {result.backup.path}")
         for removed in result.removed:
             self.stdout.write(f"  removed {removed.path.name} (retention)")

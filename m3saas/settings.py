@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 import environ
 
-from m3saas.conf import BASE_DIR, load_config
+from m3saas.conf import BASE_DIR, ConfigError, load_config
 from m3saas.modules.discovery import discover_module_apps
 
 # The parsed JSON config (m3saas.conf.Config): every other module reads it from here.
@@ -18,11 +19,12 @@ env = environ.Env()
 
 # Off unless asked for, even in the embedded default: error pages never show a traceback.
 DEBUG = env.bool("DEBUG", default=False)
-if M3SAAS_CONFIG.embedded:
-    # The embedded default is for trying M3SaaS on one machine; production sets its own key.
-    SECRET_KEY = env.str("SECRET_KEY", default="embedded-default-not-for-production")
-else:
-    SECRET_KEY = env.str("SECRET_KEY")
+# The embedded default is for trying M3SaaS on one machine; with a config file there is no default key.
+SECRET_KEY = env.str("SECRET_KEY", default="embedded-default-not-for-production" if M3SAAS_CONFIG.embedded else "")
+if not SECRET_KEY.strip():
+    # Django would only refuse it on first use, with a 500 on every request (even /health).
+    problem = "is empty" if "SECRET_KEY" in os.environ else "is missing and a config file is used"
+    raise ConfigError(f"Set the SECRET_KEY environment variable to a long random value: it {problem}")
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 # Behind a TLS-terminating proxy: `SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto=https` trusts its
 # header (set it only when the proxy always overwrites that header), and secure cookies.

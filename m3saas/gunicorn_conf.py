@@ -7,6 +7,12 @@ stdout as JSON lines, like the application's.
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
+
+from django.conf import settings
+
+from m3saas.conf import ConfigError
 
 bind = [f"{os.environ.get('BIND_ADDRESS', '0.0.0.0')}:{os.environ.get('PORT', '80')}"]  # noqa: S104
 # Processes, each with a few threads: module views mostly wait on their database.
@@ -33,3 +39,17 @@ logconfig_dict = {
         "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
     },
 }
+
+
+def on_starting(server: Any) -> None:
+    """Stop with the configuration error's one line before any worker forks.
+
+    A worker that exits at boot is otherwise forked again and again, forever. Only the
+    settings are loaded here (no app, no connection): workers still set Django up after the fork.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "m3saas.settings")
+    try:
+        settings.SECRET_KEY  # noqa: B018 (loads and validates the settings module)
+    except ConfigError as exc:
+        sys.stderr.write(f"M3SaaS cannot start: {exc}\n")
+        raise SystemExit(2) from None

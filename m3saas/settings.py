@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import environ
 
-from m3saas.conf import BASE_DIR, load_config
+from m3saas.conf import BASE_DIR, ConfigError, load_config
 from m3saas.engines import engine_for
 from m3saas.modules.discovery import discover_module_apps
 
@@ -19,11 +21,12 @@ env = environ.Env()
 
 # Off unless asked for, even in the embedded default: error pages never show a traceback.
 DEBUG = env.bool("DEBUG", default=False)
-if M3SAAS_CONFIG.embedded:
-    # The embedded default is for trying M3SaaS on one machine; production sets its own key.
-    SECRET_KEY = env.str("SECRET_KEY", default="embedded-default-not-for-production")
-else:
-    SECRET_KEY = env.str("SECRET_KEY")
+# The embedded default is for trying M3SaaS on one machine; with a config file there is no default key.
+SECRET_KEY = env.str("SECRET_KEY", default="embedded-default-not-for-production" if M3SAAS_CONFIG.embedded else "")
+if not SECRET_KEY.strip():
+    # Django would only refuse it on first use, with a 500 on every request (even /health).
+    problem = "is empty" if "SECRET_KEY" in os.environ else "is missing and a config file is used"
+    raise ConfigError(f"Set the SECRET_KEY environment variable to a long random value: it {problem}")
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 # Behind a TLS-terminating proxy: `SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto=https` trusts its
 # header (set it only when the proxy always overwrites that header), and secure cookies.
@@ -31,6 +34,18 @@ CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Off by default: the TLS proxy redirects; the container's health check asks over plain HTTP.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+_health = f"{M3SAAS_CONFIG.sub_directory}/health" if M3SAAS_CONFIG.sub_directory else "health"
+SECURE_REDIRECT_EXEMPT = [r"^health$", f"^{re.escape(_health)}$"]
+# No page of the admin or the API may be framed (clickjacking), sniffed or leak its URL.
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
 _proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", default="")
 if _proxy_ssl_header:
     _header, _, _value = _proxy_ssl_header.partition("=")
@@ -92,6 +107,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside the others, so the JSON errors ApiErrorMiddleware writes carry the header too.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "m3saas.api.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

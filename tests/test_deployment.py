@@ -32,7 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 ENTRYPOINT = ROOT / "bin" / "docker-entrypoint.sh"
-EXPECTED_SERVICES = {"db", "app", "cron", "hive-mq", "adminer"}
+NGINX_CONF = (ROOT / "nginx.conf").read_text()
+# The original's services, and the buffering reverse proxy in front of the app.
+EXPECTED_SERVICES = {"db", "app", "cron", "hive-mq", "adminer", "proxy"}
 APP_SERVICES = ("app", "cron")
 
 
@@ -176,11 +178,49 @@ def test_adminer_is_published():
     assert 8080 in _published("adminer")
 
 
-def test_app_publishes_port_80_where_gunicorn_listens():
-    assert _published("app") == {80: 80}
+def test_app_listens_on_port_80_behind_the_proxy_which_alone_publishes_it():
+    assert _published("app") == {}
+    assert _published("proxy") == {80: 80}
+    assert [str(port) for port in _service("app")["expose"]] == ["80"]
     assert "80" in _dockerfile_instructions("EXPOSE")
     assert any(re.search(r"\bPORT=80\b", env) for env in _dockerfile_instructions("ENV"))
     assert _service("app")["sysctls"]["net.ipv4.ip_unprivileged_port_start"] == 0
+
+
+def test_proxy_renders_the_repository_nginx_conf_with_its_environment():
+    proxy = _service("proxy")
+    assert proxy["image"].split(":")[0] == "nginx"
+    assert "./nginx.conf:/etc/nginx/templates/default.conf.template:ro" in proxy["volumes"]
+    # The image's envsubst replaces only what the environment defines: every ${NAME} must be there.
+    assert set(re.findall(r"\$\{(\w+)\}", NGINX_CONF)) == set(proxy["environment"])
+    assert "app" in proxy["depends_on"]
+
+
+def test_proxy_forwards_to_gunicorn_with_the_app_body_limit():
+    env = _service("proxy")["environment"]
+    assert env["APP_UPSTREAM"] == "app:80"
+    assert env["PROXY_LISTEN"] == "80"
+    assert env["MAX_REQUEST_BODY_SIZE"] == _service("app")["environment"]["MAX_REQUEST_BODY_SIZE"]
+    assert "client_max_body_size ${MAX_REQUEST_BODY_SIZE};" in NGINX_CONF
+
+
+def test_proxy_buffers_times_out_slow_clients_and_forwards_the_client_headers():
+    for directive in (
+        "proxy_buffering on;",
+        "proxy_request_buffering on;",
+        "client_header_timeout 10s;",
+        "client_body_timeout 10s;",
+        "proxy_set_header Host $http_host;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-Proto $m3saas_forwarded_proto;",
+    ):
+        assert directive in NGINX_CONF
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_app_trusts_the_forwarded_proto_header_the_proxy_always_sets(service):
+    header = _service(service)["environment"]["SECURE_PROXY_SSL_HEADER"]
+    assert header == "${SECURE_PROXY_SSL_HEADER:-X-Forwarded-Proto=https}"
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)

@@ -7,6 +7,7 @@ bounded and reproducible: a fixed number of examples per operation, derandomized
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,10 +51,13 @@ TENANT_MODULES = {
 }
 
 
-@pytest.fixture
-def wsgi_app() -> Iterator[WSGIHandler]:
-    """The application as a server runs it, minus closing the test's connections between requests."""
-    # Django's own test client does the same: closing would end the test's transaction.
+@contextlib.contextmanager
+def served_in_process() -> Iterator[WSGIHandler]:
+    """The application as a server runs it, minus closing the test's connections between requests.
+
+    Django's test client does the same for each of its requests (and reconnects after it), so
+    no test client request may come in between.
+    """
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
@@ -109,12 +113,13 @@ def _fuzz(operation: Any, mode: GenerationMode, tenant_id: int, references: dict
 @pytest.mark.parametrize(("name", "major"), sorted(module_versions()))
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
 def test_fuzzed_requests_get_no_5xx_and_match_the_schema(
-    name: str, major: int, mode: GenerationMode, make_tenant: Callable[..., Any], wsgi_app: WSGIHandler
+    name: str, major: int, mode: GenerationMode, make_tenant: Callable[..., Any]
 ) -> None:
     tenant = make_tenant(modules=TENANT_MODULES[1 if name != "test" else major])
     references = _existing_references(tenant.id) if major == 1 else {}
     schema = schemathesis.openapi.from_dict(_schema(name, major))
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert operations
-    for operation in operations:
-        _fuzz(operation, mode, tenant.id, references, wsgi_app)
+    with served_in_process() as app:
+        for operation in operations:
+            _fuzz(operation, mode, tenant.id, references, app)

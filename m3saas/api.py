@@ -7,6 +7,10 @@ Errors reach a client by three roads, and each gives the same shape:
 - whatever Django itself renders (its technical pages under `DEBUG`, empty 405s): reshaped
   on the way out by `ApiErrorMiddleware`, which also refuses oversized bodies with a 413.
 
+Hostile input is a client error, logged as a warning: JSON nested deeper than `MAX_JSON_DEPTH`
+(`m3saas.parsers.JSONParser`), more query parameters or form fields than `DATA_UPLOAD_MAX_NUMBER_FIELDS`,
+more files than `DATA_UPLOAD_MAX_NUMBER_FILES` (400) and bodies past the size limit (413).
+
 An unexpected exception gets an error id, logged with the traceback and returned in the body;
 a database server that cannot be reached is a 503 rather than a 500.
 """
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
 from django.dispatch import receiver
@@ -59,6 +63,37 @@ class RequestTooLargeError(ApplicationError):
     status_code = 413
     code = "request_too_large"
     default_message = "The request body is too large."
+
+
+class TooManyFieldsError(ApplicationError):
+    code = "too_many_fields"
+    default_message = "The request has too many query parameters or form fields."
+
+
+class TooManyFilesError(ApplicationError):
+    code = "too_many_files"
+    default_message = "The request has too many files."
+
+
+def _refusal(exc: SuspiciousOperation) -> ApplicationError:
+    """The client error for a request Django refuses as suspicious (too big, too many fields, …)."""
+    if isinstance(exc, RequestDataTooBig):
+        return RequestTooLargeError()
+    if isinstance(exc, TooManyFieldsSent):
+        return TooManyFieldsError()
+    if isinstance(exc, TooManyFilesSent):
+        return TooManyFilesError()
+    return ApplicationError()
+
+
+def _log_refusal(request: HttpRequest | None, exc: SuspiciousOperation) -> None:
+    # Django's own security logger, at warning level: the client erred, the server did not.
+    logging.getLogger(f"django.security.{type(exc).__name__}").warning(
+        "refused %s %s: %s",
+        request.method if request is not None else "-",
+        request.path if request is not None else "-",
+        exc,
+    )
 
 
 def error_body(code: str, message: str, errors: Any = None, *, error_id: str | None = None) -> dict[str, Any]:
@@ -140,6 +175,10 @@ def _on_request_exception(sender: Any, request: HttpRequest | None = None, **kwa
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, reshaped: application errors, validation errors and the rest alike."""
+    if isinstance(exc, SuspiciousOperation):
+        request = context.get("request")
+        _log_refusal(getattr(request, "_request", request), exc)
+        exc = _refusal(exc)
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message), status=exc.status_code)
     if isinstance(exc, Http404):
@@ -212,6 +251,11 @@ class ApiErrorMiddleware:
         if self._body_too_large(request):
             limit = max_request_body_size()
             return error_response(RequestTooLargeError(f"The request body is larger than {limit} bytes."))
+        try:
+            request.GET  # noqa: B018 - parsed (and kept) here, so too many parameters are a 400 on every path
+        except TooManyFieldsSent as exc:
+            _log_refusal(request, exc)
+            return error_response(_refusal(exc))
         response = self.get_response(request)
         if response.status_code >= 400 and not _is_json(response) and self._is_api_path(request.path_info):
             return self._as_json(request, response)

@@ -18,6 +18,7 @@ from drf_spectacular.openapi import AutoSchema
 import m3saas
 from m3saas.modules.registry import ModuleVersion, module_versions
 from m3saas.modules.urls import module_urlpatterns
+from m3saas.modules.versions import VERSION_PART
 
 _VIEW_MODULE_RE = re.compile(r"^modules\.(?P<name>[a-z][a-z0-9_]*)\.v(?P<major>[1-9][0-9]*)\.")
 
@@ -64,7 +65,8 @@ class ModuleAutoSchema(AutoSchema):
                 parameter["description"] = "The tenant's id. It must subscribe to this module version."
             elif parameter["name"] == "version":
                 major = found[1] if found else 1
-                parameter["schema"] = {"type": "string", "pattern": rf"^{major}(\.[0-9]+)*$", "example": str(major)}
+                pattern = rf"^{major}(\.{VERSION_PART})*$"
+                parameter["schema"] = {"type": "string", "pattern": pattern, "example": str(major)}
                 parameter["description"] = (
                     f"The module version: `{major}`, `{major}.4`, `{major}.0.1`, … The major part picks this "
                     "module version; the full version reaches the view (some endpoints need a minor version)."

@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 import re
 
-VERSION_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)*$")
+# At most 9 digits a part: a longer part is refused like any malformed version, before `int()`
+# meets a part past Python's digit limit (4,300) or a number no module version will ever have.
+VERSION_PART = "[0-9]{1,9}"
+VERSION_RE = re.compile(rf"^{VERSION_PART}(?:\.{VERSION_PART})*$")
 
 
 def module_label(name: str, major: int) -> str:

@@ -19,9 +19,14 @@ from m3saas.tenancy.info import TenantInfo
 PLATFORM_SEGMENTS = frozenset({"migrate"})
 
 
+# A tenant id as a URL holds it: 19 digits hold every id the database can give; a longer one is
+# no tenant's (404), and never reaches `int()`, which refuses more than 4,300 digits.
+TENANT_ID_PATTERN = "[0-9]{1,19}"
+
+
 def tenant_path_regex(sub_directory: str) -> re.Pattern[str]:
     prefix = f"/{re.escape(sub_directory)}" if sub_directory else ""
-    return re.compile(rf"^{prefix}/(?P<tenant>[0-9]+)/(?P<module>[^/]+)(?:/(?P<version>[^/]*))?")
+    return re.compile(rf"^{prefix}/(?P<tenant>{TENANT_ID_PATTERN})/(?P<module>[^/]+)(?:/(?P<version>[^/]*))?")
 
 
 def resolve_module_version(tenant: TenantInfo, module: str, segment: str | None) -> Version:

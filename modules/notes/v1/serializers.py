@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from rest_framework import serializers
-
+from m3saas.serializers import ModuleModelSerializer
 from modules.notes.v1.models import Note
 
 
-class NoteSerializer(serializers.ModelSerializer):
+class NoteSerializer(ModuleModelSerializer):
     class Meta:
         model = Note
         fields = ["id", "tag", "text"]

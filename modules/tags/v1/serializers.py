@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from rest_framework import serializers
-
+from m3saas.serializers import ModuleModelSerializer
 from modules.tags.v1.models import Tag
 
 
-class TagSerializer(serializers.ModelSerializer):
+class TagSerializer(ModuleModelSerializer):
     class Meta:
         model = Tag
         fields = ["id", "animal", "label"]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from m3saas.serializers import StrictCharField
 from modules.test.v1.models import Animal
 
 
@@ -12,4 +13,4 @@ class AnimalOutputSerializer(serializers.ModelSerializer):
 
 
 class AnimalInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255, allow_blank=False, trim_whitespace=True)
+    name = StrictCharField(max_length=255)

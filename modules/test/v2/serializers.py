@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from m3saas.serializers import StrictCharField
 from modules.test.v2.models import Animal, AnimalStat
 
 
@@ -12,8 +13,8 @@ class AnimalOutputSerializer(serializers.ModelSerializer):
 
 
 class AnimalInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255, allow_blank=False, trim_whitespace=True)
-    species = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    name = StrictCharField(max_length=255)
+    species = StrictCharField(max_length=100, required=False, allow_blank=True, default="")
 
 
 class AnimalStatOutputSerializer(serializers.ModelSerializer):

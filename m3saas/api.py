@@ -35,7 +35,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from m3saas.engines import engines
-from m3saas.exceptions import ApplicationError, ServiceUnavailableError
+from m3saas.exceptions import ApplicationError, NotFoundError, ServiceUnavailableError, TenantRouteNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,13 @@ def error_body(code: str, message: str, errors: Any = None, *, error_id: str | N
 
 
 def error_response(exc: ApplicationError) -> JsonResponse:
-    """The response for an `ApplicationError` raised outside DRF (middleware, plain views)."""
+    """The response for an `ApplicationError` raised outside DRF (middleware, plain views).
+
+    A refused tenant route is answered like any unknown route; what it was is logged.
+    """
+    if isinstance(exc, TenantRouteNotFoundError):
+        logger.info("tenant route refused (%s): %s", exc.code, exc.message)
+        exc = NotFoundError()
     return JsonResponse(error_body(exc.code, exc.message), status=exc.status_code)
 
 
@@ -203,7 +209,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def not_found_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("not_found", f"No route for {request.path}."), status=404)
+    return error_response(NotFoundError())
 
 
 def bad_request_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
@@ -286,7 +292,7 @@ class ApiErrorMiddleware:
             error_id, status = error
             body = _unexpected_body(error_id, status)
         elif status == 404:
-            body = error_body("not_found", f"No route for {request.path}.")
+            body = error_body(NotFoundError.code, NotFoundError.default_message)
         elif status == 405:
             body = error_body("method_not_allowed", f'Method "{request.method}" not allowed.')
         else:

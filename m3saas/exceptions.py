@@ -21,22 +21,30 @@ class NotFoundError(ApplicationError):
     default_message = "Not found."
 
 
-class TenantNotFoundError(NotFoundError):
+class TenantRouteNotFoundError(NotFoundError):
+    """A refused `/{tenant_id}/{module}/v{version}/…`: every kind answers a caller as a plain 404.
+
+    Which it was (no tenant, no module, no subscription, another version) would tell a caller
+    not known to belong to the tenant what the tenant uses; code and message go to the log.
+    """
+
+
+class TenantNotFoundError(TenantRouteNotFoundError):
     code = "tenant_not_found"
     default_message = "No such tenant."
 
 
-class UnknownModuleError(NotFoundError):
+class UnknownModuleError(TenantRouteNotFoundError):
     code = "module_not_found"
     default_message = "No such module."
 
 
-class ModuleNotSubscribedError(NotFoundError):
+class ModuleNotSubscribedError(TenantRouteNotFoundError):
     code = "module_not_subscribed"
     default_message = "The tenant is not subscribed to this module."
 
 
-class VersionNotFoundError(NotFoundError):
+class VersionNotFoundError(TenantRouteNotFoundError):
     code = "version_not_found"
     default_message = "No such module version."
 

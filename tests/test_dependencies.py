@@ -75,7 +75,7 @@ def test_without_the_dependency_rows_the_lower_modules_are_not_served(make_tenan
     tenant = make_tenant(modules=[("tags", 1)], provision=False)
     response = APIClient().get(f"/{tenant.id}/notes/v1/notes")
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "module_not_subscribed"
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_a_dependency_migration_needing_an_undeclared_module_is_refused(make_tenant):

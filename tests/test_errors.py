@@ -50,7 +50,7 @@ def test_unknown_route_inside_a_module_is_404_json(client, make_tenant):
 
 
 def test_unknown_tenant_is_404_json(client, db):
-    assert_error_shape(client.get("/98765/test/v1/animals"), 404, "tenant_not_found")
+    assert_error_shape(client.get("/98765/test/v1/animals"), 404, "not_found")
 
 
 def test_wrong_method_is_405_json_with_allow_header(client, make_tenant):

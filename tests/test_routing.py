@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
@@ -10,6 +12,9 @@ from rest_framework.test import APIClient
 from m3saas.tenancy.context import tenant_current_or_none
 
 pytestmark = pytest.mark.django_db
+
+# Unknown tenant, module, subscription or version: from outside, one answer (the detail is logged).
+NOT_FOUND = {"error": {"code": "not_found", "message": "Not found."}}
 
 
 @pytest.fixture
@@ -20,21 +25,21 @@ def client() -> APIClient:
 def test_unknown_tenant_is_404_json(client, make_tenant):
     response = client.get("/987654/test/v1/animals")
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "tenant_not_found"
+    assert response.json() == NOT_FOUND
 
 
 def test_unknown_module_is_404_json(client, make_tenant):
     tenant = make_tenant()
     response = client.get(f"/{tenant.id}/nosuchmodule/v1/animals")
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "module_not_found"
+    assert response.json() == NOT_FOUND
 
 
 def test_unsubscribed_module_is_404(client, make_tenant):
     tenant = make_tenant(modules=[])
     response = client.get(f"/{tenant.id}/test/v1/animals")
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "module_not_subscribed"
+    assert response.json() == NOT_FOUND
 
 
 @pytest.mark.parametrize("suffix", ["", "/", "/animals", "/x1/animals", "/V1/animals", "/v1z/animals", "/v/animals"])
@@ -42,14 +47,32 @@ def test_missing_or_malformed_version_is_404(client, make_tenant, suffix):
     tenant = make_tenant()
     response = client.get(f"/{tenant.id}/test{suffix}")
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "version_not_found"
+    assert response.json() == NOT_FOUND
 
 
 def test_other_major_version_than_subscribed_is_404(client, make_tenant):
     tenant = make_tenant(modules=[("test", 1)])
     response = client.get(f"/{tenant.id}/test/v2/animals")
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "version_not_found"
+    assert response.json() == NOT_FOUND
+
+
+def test_a_refused_tenant_route_looks_like_any_unknown_route_and_its_reason_is_logged(client, make_tenant, caplog):
+    tenant = make_tenant(modules=[("test", 1)])
+    paths = {
+        "tenant_not_found": "/987654/test/v1/animals",
+        "module_not_found": f"/{tenant.id}/nosuchmodule/v1/animals",
+        "module_not_subscribed": f"/{tenant.id}/tags/v1/tags",
+        "version_not_found": f"/{tenant.id}/test/v2/animals",
+    }
+    with caplog.at_level(logging.INFO, logger="m3saas.api"):
+        answers = {(r.status_code, r.content) for r in (client.get(path) for path in paths.values())}
+    unknown_route = client.get(f"/{tenant.id}/test/v1/nothing-here")
+    assert answers == {(404, unknown_route.content)}
+    assert unknown_route.json() == NOT_FOUND
+    logged = " ".join(r.getMessage() for r in caplog.records if r.levelno in (logging.INFO, logging.WARNING))
+    assert all(code in logged for code in paths)
+    assert f"Tenant {tenant.id} uses module 'test' at v1, not v2." in logged
 
 
 def test_v10_is_not_served_by_v1(client, make_tenant):

@@ -68,7 +68,7 @@ def test_stats_are_404_for_a_tenant_on_v1(make_tenant, client):
     v1 = make_tenant(modules=[("test", 1)])
     response = client.get(stats_url(v1))
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "version_not_found"
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_animals_api_keeps_working_with_species(tenant, client):

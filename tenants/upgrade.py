@@ -18,7 +18,6 @@ Order, so that a failure at any step leaves the tenant on the old version with i
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -26,13 +25,12 @@ from django.db import connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 
 from m3saas.engines import engine
-from m3saas.exceptions import ApplicationError
 from m3saas.modules.registry import module_version_get
 from m3saas.modules.upgrade import UpgradeError, upgrade_step_get
 from m3saas.tenancy.cache import master_cache_invalidate
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.context import use_tenant
-from m3saas.tenancy.each import TenantOutcome, tenants_each
+from m3saas.tenancy.each import TenantOutcome, tenant_work_run, tenants_each
 from m3saas.tenancy.info import TenantInfo
 from m3saas.tenancy.migrate import tenant_migrate_schema, tenant_unmigrate_app
 from subscriptions.models import Subscription
@@ -182,19 +180,9 @@ def subscription_upgrade_safe(
     *, tenant: TenantInfo, module: str, to_version: int, drop_old: bool = False
 ) -> UpgradeResult:
     """`subscription_upgrade`, with the failure caught into the result (for many tenants)."""
-    started = time.monotonic()
     result = UpgradeResult(tenant=tenant.name, module=module, to_version=to_version)
-    try:
-        subscription_upgrade(tenant=tenant, module=module, to_version=to_version, drop_old=drop_old, result=result)
-    except ApplicationError as exc:
-        logger.warning("moving tenant %s to %s v%s refused: %s", tenant.name, module, to_version, exc.message)
-        result.error = exc.message
-    except Exception as exc:  # one tenant's failure must not stop the others
-        logger.exception("moving tenant %s to %s v%s failed", tenant.name, module, to_version)
-        result.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        result.seconds = time.monotonic() - started
-    return result
+    outcome = tenant_work_run(_upgrade_work(result, drop_old), tenant, what="upgrade")
+    return _result_finish(result, outcome)
 
 
 def subscriptions_upgrade_all(
@@ -213,20 +201,32 @@ def subscriptions_upgrade_all(
         subscribers = subscribers.exclude(version=to_version)
     tenant_ids = list(subscribers.order_by("tenant_id").values_list("tenant_id", flat=True))
     tenants = [tenant_info_from_row(row) for row in Tenant.objects.filter(id__in=tenant_ids).order_by("id")]
+    results = {t.id: UpgradeResult(tenant=t.name, module=module, to_version=to_version) for t in tenants}
 
-    def work(tenant: TenantInfo) -> UpgradeResult:
-        return subscription_upgrade_safe(tenant=tenant, module=module, to_version=to_version, drop_old=drop_old)
+    def work(tenant: TenantInfo) -> None:
+        _upgrade_work(results[tenant.id], drop_old)(tenant)
 
-    def done(outcome: TenantOutcome[UpgradeResult]) -> None:
+    def done(outcome: TenantOutcome[None]) -> None:
+        result = _result_finish(results[outcome.tenant.id], outcome)
         if on_result is not None:
-            on_result(_upgrade_result(outcome, module=module, to_version=to_version))
+            on_result(result)
 
-    outcomes = tenants_each(work, tenants=tenants, on_result=done, what="upgrade")
-    results = [_upgrade_result(outcome, module=module, to_version=to_version) for outcome in outcomes]
-    return results
+    tenants_each(work, tenants=tenants, on_result=done, what="upgrade")
+    return [results[t.id] for t in tenants]
 
 
-def _upgrade_result(outcome: TenantOutcome[UpgradeResult], *, module: str, to_version: int) -> UpgradeResult:
-    if outcome.value is not None:
-        return outcome.value
-    return UpgradeResult(tenant=outcome.tenant.name, module=module, to_version=to_version, error=outcome.error)
+def _upgrade_work(result: UpgradeResult, drop_old: bool) -> Callable[[TenantInfo], None]:
+    """The move of one tenant, filling `result` as it goes (kept on a failure)."""
+
+    def work(tenant: TenantInfo) -> None:
+        subscription_upgrade(
+            tenant=tenant, module=result.module, to_version=result.to_version, drop_old=drop_old, result=result
+        )
+
+    return work
+
+
+def _result_finish(result: UpgradeResult, outcome: TenantOutcome[None]) -> UpgradeResult:
+    result.error = outcome.error
+    result.seconds = outcome.seconds
+    return result

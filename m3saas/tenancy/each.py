@@ -42,13 +42,6 @@ class TenantOutcome(Generic[T]):
         return self.error is None
 
 
-def failure_describe(exc: BaseException) -> str:
-    """One line for a tenant's failure: an `ApplicationError`'s message, else the exception's type and text."""
-    if isinstance(exc, ApplicationError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}"
-
-
 def tenant_connections_close() -> None:
     """Close this thread's connections to tenant databases (the master's stays)."""
     for conn in connections.all(initialized_only=True):
@@ -68,7 +61,7 @@ def tenant_work_run(work: Callable[[TenantInfo], T], tenant: TenantInfo, *, what
         outcome.error = exc.message
     except Exception as exc:  # one tenant's failure must not stop the others
         logger.exception("%s of tenant %s failed", what, tenant.name)
-        outcome.error = failure_describe(exc)
+        outcome.error = f"{type(exc).__name__}: {exc}"
     finally:
         outcome.seconds = time.monotonic() - started
         tenant_connections_close()

@@ -11,7 +11,7 @@ from m3saas.api import error_response
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.connections import tenant_connection_make_room, tenant_connections_trim
 from m3saas.tenancy.context import use_tenant
-from m3saas.tenancy.middleware import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
+from m3saas.tenancy.paths import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
 from tenants.selectors import tenant_info_get
 from tenants.services import tenant_auto_migrate
 

@@ -143,7 +143,7 @@ def test_subscription_change_is_seen_on_the_next_request(client, make_tenant):
 
 
 def test_sub_directory_prefixes_every_route():
-    from m3saas.tenancy.middleware import tenant_path_regex
+    from m3saas.tenancy.paths import tenant_path_regex
 
     regex = tenant_path_regex("api/saas")
     assert regex.match("/api/saas/1/test/v1/animals")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, include, re_path
 
 from m3saas.modules.registry import module_versions
-from m3saas.tenancy.middleware import TENANT_ID_PATTERN
+from m3saas.tenancy.paths import TENANT_ID_PATTERN
 
 
 def module_urlpatterns() -> list[URLPattern | URLResolver]:

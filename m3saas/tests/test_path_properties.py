@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from m3saas.exceptions import NotFoundError
 from m3saas.modules.versions import VERSION_RE, Version
 from m3saas.tenancy.context import TenantInfo
-from m3saas.tenancy.middleware import resolve_module_version, tenant_path_regex
+from m3saas.tenancy.paths import resolve_module_version, tenant_path_regex
 
 # Bounded and reproducible: the same examples on every run, in CI too.
 bounded = settings(max_examples=300, deadline=None, derandomize=True, database=None)

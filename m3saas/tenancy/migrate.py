@@ -18,6 +18,7 @@ from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.context import use_tenant
 from m3saas.tenancy.info import TenantInfo
+from m3saas.tenancy.resume import migration_resumable
 
 
 class TenantMigrationError(ApplicationError):
@@ -64,18 +65,29 @@ def tenant_migration_plan(executor: MigrationExecutor, labels: tuple[str, ...]) 
     return [f"{m.app_label}.{m.name}" for m, _ in plan]
 
 
-def tenant_migrate_schema(tenant: TenantInfo) -> list[str]:
-    """Apply the tenant's pending module migrations; return their names (`app.migration`)."""
+def tenant_migrate_schema(tenant: TenantInfo, *, locked: bool = False) -> list[str]:
+    """Apply the tenant's pending module migrations; return their names (`app.migration`).
+
+    `locked`: the caller already holds `tenant_schema_lock(tenant)`. A migration that a killed
+    process left half-applied is completed: operations whose effect is already in the database
+    are skipped (`m3saas.tenancy.resume`).
+    """
+    if not locked:
+        with tenant_schema_lock(tenant):
+            return tenant_migrate_schema(tenant, locked=True)
     alias = tenant_connection_register(tenant)
     labels = tenant.app_labels
-    with tenant_schema_lock(tenant):
-        # Planned under the lock: a migration that waited sees what the other one applied.
-        executor = MigrationExecutor(connections[alias])
-        pending = tenant_migration_plan(executor, labels)
-        if pending:
-            # Inside the tenant's context the router answers from `tenant`, not from the master.
-            with use_tenant(tenant):
-                executor.migrate(_targets(executor, labels))
+    # Planned under the lock: a migration that waited sees what the other one applied.
+    executor = MigrationExecutor(connections[alias])
+    pending = tenant_migration_plan(executor, labels)
+    if pending:
+        targets = _targets(executor, labels)
+        for migration, backwards in executor.migration_plan(targets):
+            if not backwards:
+                migration_resumable(migration)
+        # Inside the tenant's context the router answers from `tenant`, not from the master.
+        with use_tenant(tenant):
+            executor.migrate(targets)
     return pending
 
 

@@ -3,23 +3,33 @@
 MariaDB commits each DDL statement on its own: a process killed between a `CREATE TABLE` and
 the migration's `django_migrations` row leaves the table behind, and a plain rerun stops at
 `(1050, "Table ... already exists")`. (SQLite rolls a migration back, but records it after its
-deferred statements, so the same gap exists there, narrower.) Each operation of a pending
-migration is therefore wrapped: when its effect is already in the database it is skipped, and
-of its deferred statements (indexes) only the missing ones run. Nothing is ever dropped.
+deferred statements, so a narrower gap exists there too.)
 
-Detected: CreateModel (its table, with at least the model's columns, and auto-created
-many-to-many tables), DeleteModel, AddField, RemoveField, RenameField, RenameModel, AddIndex,
-RemoveIndex, AddConstraint, RemoveConstraint. View operations (`m3saas.db_views`) replace their
-view, so they may run again. Any other operation (RunPython, RunSQL, AlterField, …) runs again
-on a rerun and must tolerate that.
+So each operation of a pending migration is wrapped (`migration_resumable`):
+
+- after it runs, the number of the migration's operations done is written in the tenant
+  database (`MigrationProgress`, in the same transaction where the engine has one), and a rerun
+  skips those operations;
+- the one operation after them may have run without being counted (killed in between): it is
+  skipped when its effect is already in the database (detected: CreateModel, DeleteModel,
+  AddField, RemoveField, RenameField, RenameModel, AddIndex, RemoveIndex, AddConstraint,
+  RemoveConstraint; a table in the way that lacks the model's columns is reported, not used);
+- of the deferred statements (indexes, constraints) of skipped operations only the missing ones
+  run.
+
+Nothing is ever dropped. An operation of another kind interrupted half-way (a RunPython or
+RunSQL killed before it was counted; view operations replace their view and are safe) runs
+again and must tolerate that. A MariaDB AddField killed between adding its column and dropping
+the column's temporary default keeps that default in the database.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.backends.ddl_references import Statement
@@ -32,6 +42,8 @@ from m3saas.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
 
+PROGRESS_TABLE = "m3saas_migration_progress"
+
 
 class PartialSchemaError(ApplicationError):
     status_code = 500
@@ -39,19 +51,63 @@ class PartialSchemaError(ApplicationError):
     default_message = "The tenant database holds a table that this migration did not make."
 
 
-def migration_resumable(migration: Migration) -> None:
-    """Wrap `migration`'s operations (this loaded instance only) so a rerun skips what is done."""
-    # The instance's own list (Migration copies the class's): other loads are untouched.
-    vars(migration)["operations"] = [
-        op if isinstance(op, ResumableOperation) else ResumableOperation(op) for op in migration.operations
-    ]
+class MigrationProgress:
+    """How many operations of each unrecorded migration have run, kept in the migrated database."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+
+    def prepare(self, applied: set[tuple[str, str]]) -> None:
+        """Create the table if missing; forget the migrations recorded since (`applied`)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} "
+                "(app VARCHAR(100) NOT NULL, name VARCHAR(150) NOT NULL, done INTEGER NOT NULL,"
+                " PRIMARY KEY (app, name))"
+            )
+            cursor.execute(f"SELECT app, name FROM {PROGRESS_TABLE}")  # noqa: S608 - a constant name
+            for key in set(map(tuple, cursor.fetchall())) & applied:
+                self.forget(*key)
+
+    def done(self, app: str, name: str) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT done FROM {PROGRESS_TABLE} WHERE app = %s AND name = %s", [app, name])  # noqa: S608
+            row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    def record(self, app: str, name: str, done: int) -> None:
+        with transaction.atomic(using=self.connection.alias), self.connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {PROGRESS_TABLE} WHERE app = %s AND name = %s", [app, name])  # noqa: S608
+            cursor.execute(f"INSERT INTO {PROGRESS_TABLE} (app, name, done) VALUES (%s, %s, %s)", [app, name, done])  # noqa: S608
+
+    def forget(self, app: str, name: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {PROGRESS_TABLE} WHERE app = %s AND name = %s", [app, name])  # noqa: S608
+
+
+@dataclass
+class _Resume:
+    """One migration's resume point, read when its first operation starts."""
+
+    progress: MigrationProgress
+    app: str
+    name: str
+    total: int
+    counted: int = 0
+
+
+def migration_resumable(migration: Migration, progress: MigrationProgress) -> None:
+    """Wrap `migration`'s operations (this loaded instance only) so a rerun resumes it."""
+    inner = [op.inner if isinstance(op, ResumableOperation) else op for op in migration.operations]
+    resume = _Resume(progress=progress, app=migration.app_label, name=migration.name, total=len(inner))
+    vars(migration)["operations"] = [ResumableOperation(op, resume, index) for index, op in enumerate(inner, 1)]
 
 
 class ResumableOperation(Operation):
-    """`inner`, skipped when its effect is already in the database; everything else delegated."""
+    """Operation `index` (from 1) of a migration: skipped when done; everything else delegated."""
 
-    def __init__(self, inner: Operation) -> None:
-        self.inner = inner
+    def __init__(self, inner: Operation, resume: _Resume, index: int) -> None:
+        self.inner, self.resume, self.index = inner, resume, index
         # Class attributes on Operation, the inner operation's here.
         vars(self).update(
             atomic=inner.atomic,
@@ -69,17 +125,28 @@ class ResumableOperation(Operation):
     def database_forwards(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
     ) -> None:
-        if not _done(self.inner, app_label, schema_editor.connection, from_state, to_state):
+        resume, connection = self.resume, schema_editor.connection
+        if self.index == 1:
+            resume.counted = resume.progress.done(resume.app, resume.name)
+        if self.index <= resume.counted:
+            skip = True
+        elif self.index == resume.counted + 1:
+            skip = _done(self.inner, app_label, connection, from_state, to_state)
+        else:
+            skip = False
+        if skip:
+            logger.warning(
+                "%s.%s: %s already done by an interrupted run: skipped",
+                resume.app,
+                resume.name,
+                self.inner.describe(),
+            )
+            _replay_deferred(self.inner, app_label, schema_editor, from_state, to_state)
+        else:
             self.inner.database_forwards(app_label, schema_editor, from_state, to_state)
-            return
-        logger.warning(
-            "%s.%s already in %s (an earlier run was interrupted): skipped",
-            app_label,
-            self.inner.describe(),
-            schema_editor.connection.alias,
-        )
-        if isinstance(self.inner, ops.CreateModel | ops.AddField):
-            _finish_additions(self.inner, app_label, schema_editor, from_state, to_state)
+        resume.progress.record(resume.app, resume.name, self.index)
+        if self.index == resume.total:
+            _deferred_prune(schema_editor)
 
     def database_backwards(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
@@ -177,51 +244,51 @@ def _field_present(connection: BaseDatabaseWrapper, model: type[models.Model], f
     return bool(field.column in _columns(connection, model._meta.db_table))
 
 
-def _finish_additions(
+def _replay_deferred(
     op: Operation,
     app_label: str,
     schema_editor: BaseDatabaseSchemaEditor,
     from_state: ProjectState,
     to_state: ProjectState,
 ) -> None:
-    """Queue the deferred statements (indexes) of a skipped addition that are not in the database yet.
-
-    The operation is replayed with SQL collected, not run; its immediate statements are dropped.
-    """
-    connection = schema_editor.connection
-    queued, collecting = schema_editor.deferred_sql, schema_editor.collect_sql
+    """Replay a skipped operation with SQL collected, not run: its deferred statements are queued
+    (and those queued before are renamed as the operation would), `_deferred_prune` keeps only
+    the missing ones. A CreateModel's missing many-to-many tables are created."""
+    collecting = schema_editor.collect_sql
     collected = getattr(schema_editor, "collected_sql", None)
-    # A fresh list: a replay may run and reset the queue (SQLite rebuilds tables that way).
-    schema_editor.deferred_sql, schema_editor.collect_sql, schema_editor.collected_sql = [], True, []
+    schema_editor.collect_sql, schema_editor.collected_sql = True, []
     try:
         op.database_forwards(app_label, schema_editor, from_state, to_state)
-        replayed = schema_editor.deferred_sql
     finally:
-        schema_editor.deferred_sql, schema_editor.collect_sql = queued, collecting
+        schema_editor.collect_sql = collecting
         if collected is None:
             del schema_editor.collected_sql
         else:
             schema_editor.collected_sql = collected
-    queued.extend(sql for sql in replayed if _statement_needed(connection, sql))
     if isinstance(op, ops.CreateModel):
-        tables = _tables(connection)
-        for through in _auto_through_tables(to_state.apps.get_model(app_label, op.name)):
-            if through._meta.db_table not in tables:
-                schema_editor.create_model(through)
+        model = to_state.apps.get_model(app_label, op.name)
+        if op.allow_migrate_model(schema_editor.connection.alias, model):
+            tables = _tables(schema_editor.connection)
+            for through in _auto_through_tables(model):
+                if through._meta.db_table not in tables:
+                    schema_editor.create_model(through)
 
 
 def _unquoted(part: object) -> str:
     return str(part).strip('`"[]')
 
 
-def _statement_needed(connection: BaseDatabaseWrapper, sql: Any) -> bool:
-    """Whether a replayed deferred statement must run: its named index or constraint is missing.
-
-    A statement on a table that does not exist is left out: creating that table queues it again.
-    """
-    if not isinstance(sql, Statement) or "name" not in sql.parts or "table" not in sql.parts:
-        return True
-    table = _unquoted(sql.parts["table"])
-    if table not in _tables(connection):
-        return False
-    return _unquoted(sql.parts["name"]) not in _constraint_names(connection, table)
+def _deferred_prune(schema_editor: BaseDatabaseSchemaEditor) -> None:
+    """Drop the queued deferred statements whose named index or constraint exists, and repeats."""
+    connection, kept, seen = schema_editor.connection, [], set()
+    for sql in schema_editor.deferred_sql:
+        text = str(sql)
+        if text in seen:
+            continue
+        seen.add(text)
+        if isinstance(sql, Statement) and "name" in sql.parts and "table" in sql.parts:
+            table = _unquoted(sql.parts["table"])
+            if table in _tables(connection) and _unquoted(sql.parts["name"]) in _constraint_names(connection, table):
+                continue
+        kept.append(sql)
+    schema_editor.deferred_sql[:] = kept

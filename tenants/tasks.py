@@ -36,7 +36,7 @@ from m3saas.celery import CRONS_DISPATCH, app
 from m3saas.engines import engine
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.connections import tenant_connection_register
-from m3saas.tenancy.context import tenant_current, tenant_current_or_none
+from m3saas.tenancy.context import tenant_current, tenant_current_or_none, use_tenant
 from m3saas.tenancy.each import TenantOutcome, tenant_connections_close, tenant_work_run
 from m3saas.tenancy.info import TenantInfo
 from tenants.backup_files import backup_dir, check_dir_name
@@ -96,19 +96,7 @@ def _tenant_task(
         raise RuntimeError(f"{what} of tenant #{tenant_id} found tenant #{leaked.id} still current; refused")
     last_try = task.request.retries >= task.max_retries
     try:
-        row = Tenant.objects.filter(pk=tenant_id).first()
-        if row is None:
-            return {"tenant_id": tenant_id, "tenant": f"#{tenant_id}", "error": f"No tenant with id {tenant_id}."}
-        resolved, unresolved = tenant_info_list_resolved([row])
-        if unresolved:
-            _bare, reason = unresolved[0]
-            return on_unresolved(row, reason) if on_unresolved else {"tenant": row.name, "error": reason}
-        tenant = resolved[0]
-        if not last_try:
-            _tenant_reachable_check(tenant)
-        result = work(tenant)
-        if result.get("error") and not last_try:
-            _tenant_reachable_check(tenant)  # a failure from an outage during the work: try again
+        result = _tenant_task_body(task, tenant_id, what, work, on_unresolved, last_try=last_try)
     except Exception as exc:
         if not last_try and (isinstance(exc, DatabaseUnavailableError) or _outage(exc)):
             delay = _retry_delay(task.request.retries)
@@ -119,11 +107,37 @@ def _tenant_task(
     return result
 
 
+def _tenant_task_body(
+    task: Task,
+    tenant_id: int,
+    what: str,
+    work: Callable[[TenantInfo], dict[str, Any]],
+    on_unresolved: Callable[[Tenant, str], dict[str, Any]] | None,
+    *,
+    last_try: bool,
+) -> dict[str, Any]:
+    row = Tenant.objects.filter(pk=tenant_id).first()
+    if row is None:
+        return {"tenant": f"#{tenant_id}", "error": f"No tenant with id {tenant_id}."}
+    resolved, unresolved = tenant_info_list_resolved([row])
+    if unresolved:
+        reason = unresolved[0][1]
+        return on_unresolved(row, reason) if on_unresolved else {"tenant": row.name, "error": reason}
+    tenant = resolved[0]
+    with use_tenant(tenant):  # this line of the worker's log carries the tenant, as the web's do
+        logger.info("%s of tenant %s: try %d (task %s)", what, tenant.name, task.request.retries + 1, task.request.id)
+    if not last_try:
+        _tenant_reachable_check(tenant)
+    result = work(tenant)
+    if result.get("error") and not last_try:
+        _tenant_reachable_check(tenant)  # a failure from an outage during the work: try again
+    return result
+
+
 def _in_context(work: Callable[[TenantInfo], dict[str, Any]]) -> Callable[[TenantInfo], dict[str, Any]]:
     """`work`, with the tenant it ran in recorded in its result (`context`): the wrong-tenant check."""
 
     def run(given: TenantInfo) -> dict[str, Any]:
-        logger.info("task for tenant %s running", given.name)
         result = work(given)
         result["context"] = tenant_current().id
         return result

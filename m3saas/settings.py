@@ -235,6 +235,8 @@ CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 # The worker logs through LOGGING above, so its records carry the tenant as the web's do.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
+# Beat's record of the last runs, beside the other state of this installation.
+CELERY_BEAT_SCHEDULE_FILENAME = str(M3SAAS_CONFIG.var_dir / "celerybeat-schedule")
 # A task that finds a database unreachable is tried again after this many seconds, then 2x, 4x, ….
 TASK_RETRY_DELAY = env.float("TASK_RETRY_DELAY", default=5.0)
 TASK_MAX_RETRIES = env.int("TASK_MAX_RETRIES", default=8)

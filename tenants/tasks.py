@@ -94,14 +94,15 @@ def _tenant_task(
     leaked = tenant_current_or_none()
     if leaked is not None:  # never expected: every use_tenant resets; refuse rather than guess
         raise RuntimeError(f"{what} of tenant #{tenant_id} found tenant #{leaked.id} still current; refused")
-    last_try = task.request.retries >= task.max_retries
+    max_retries = int(settings.TASK_MAX_RETRIES)
+    last_try = task.request.retries >= max_retries
     try:
         result = _tenant_task_body(task, tenant_id, what, work, on_unresolved, last_try=last_try)
     except Exception as exc:
         if not last_try and (isinstance(exc, DatabaseUnavailableError) or _outage(exc)):
             delay = _retry_delay(task.request.retries)
             logger.warning("%s of tenant #%s: database unavailable, retrying in %.1fs: %s", what, tenant_id, delay, exc)
-            raise task.retry(exc=exc, countdown=delay) from exc
+            raise task.retry(exc=exc, countdown=delay, max_retries=max_retries) from exc
         raise
     result.update(tries=task.request.retries + 1, tenant_id=tenant_id)
     return result

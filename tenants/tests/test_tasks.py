@@ -86,3 +86,54 @@ def test_without_a_broker_the_commands_run_in_process_and_no_wait_is_refused(mak
     for command in (["migrate_tenants"], ["backup", "--all-tenants"], ["runcrons"]):
         with pytest.raises(CommandError, match=r"--no-wait needs Celery workers: set CELERY_BROKER_URL"):
             call_command(*command, "--no-wait")
+
+
+def test_beat_starts_the_daily_scheduled_jobs_at_cron_time(settings):
+    from m3saas.celery import CRONS_DISPATCH, app, cron_time_parse
+
+    schedule = app.conf.beat_schedule["daily-scheduled-jobs"]
+    assert schedule["task"] == CRONS_DISPATCH
+    assert (schedule["schedule"].hour, schedule["schedule"].minute) == ({3}, {0})
+    assert cron_time_parse("23:59") == (23, 59)
+    with pytest.raises(ValueError, match=r"CRON_TIME must be HH:MM, not '24:00'"):
+        cron_time_parse("24:00")
+
+
+def test_the_daily_dispatch_runs_the_master_jobs_then_each_tenants_jobs(make_tenant, settings):
+    from m3saas.bookkeeping.models import JobRun
+    from m3saas.celery import app
+    from tenants.tasks import crons_dispatch_task
+
+    settings.BACKUP_REPEAT = "off"  # an SQLite backup of the master cannot be taken inside the test's transaction
+    tenants = [make_tenant() for _ in range(2)]
+    app.conf.task_always_eager = True  # the tenants' tasks run here, as a worker would run them
+    try:
+        sent = crons_dispatch_task.apply().get()
+    finally:
+        app.conf.task_always_eager = False
+    assert sent["tenants"] >= 2 and sent["master_failed"] == []
+    for tenant in tenants:
+        jobs = set(JobRun.objects.using(tenant.alias).filter(last_status="ok").values_list("job", flat=True))
+        assert {"test_daily_notification", "test_weekly_offer"} <= jobs
+
+
+def test_a_tenant_database_that_stays_unreachable_is_tried_again_then_recorded_as_failed(make_tenant, settings):
+    if settings.M3SAAS_CONFIG.is_mysql:
+        pytest.skip("simulated on SQLite (a directory where the file is); on real workers: test_workers.py")
+    from pathlib import Path
+
+    settings.TASK_MAX_RETRIES = 2
+    tenant = make_tenant()
+    database = Path(settings.DATABASES[tenant.alias]["NAME"])
+    aside = database.with_suffix(".away")
+    database.rename(aside)
+    database.mkdir()  # SQLite: "unable to open database file", as when the server is gone
+    try:
+        outcome = tenant_backup_task.apply(args=[tenant.id, "down"])
+    finally:
+        database.rmdir()
+        aside.rename(database)
+    result = outcome.get()
+    assert result["tries"] == 3  # the first try and two more, the last one recording its failure
+    assert "unable to open database file" in result["error"]
+    assert backup_list(database=tenant.name) == []

@@ -197,7 +197,8 @@ def _crons_and_backups_see_only_their_own_tenant(site: Site, logs: list[Path], n
     """
     crons = site.manage("runcrons")  # each tenant's backup, then its module jobs (backup --all-tenants: below)
     assert crons.stdout.splitlines()[-1].endswith(", 0 failure(s).")
-    ids = dict(site.master("SELECT name, id FROM tenants_tenant"))
+    assert "master: platform:database_backup ok" in crons.stdout  # the master's jobs: in the command
+    ids = {str(name): tenant_id for name, tenant_id in site.master("SELECT name, id FROM tenants_tenant")}
     for name in names:
         assert f"{name}: platform:database_backup ok" in crons.stdout
         assert f"{name}: test_v1:test_daily_notification ok" in crons.stdout

@@ -47,8 +47,8 @@ for name in sys.argv[1:]:
 
 
 @pytest.fixture(autouse=True)
-def _sqlite_pass_only() -> None:
-    if settings.M3SAAS_CONFIG.is_mysql:
+def _sqlite_pass_only(request: pytest.FixtureRequest) -> None:
+    if settings.M3SAAS_CONFIG.is_mysql and request.node.get_closest_marker("mariadb") is None:
         pytest.skip("worker tests run in the SQLite pass: their workers use a throw-away embedded default")
 
 
@@ -66,7 +66,7 @@ def _broker(host: str, port: int, url: str, name: str) -> str:
 class Site:
     """A throw-away installation: its VAR_DIR, its environment, its queue, its workers."""
 
-    def __init__(self, var_dir: Path, broker: str) -> None:
+    def __init__(self, var_dir: Path, broker: str, config: Path | None = None) -> None:
         self.var_dir = var_dir
         self.queue = f"m3saas-test-{uuid.uuid4().hex[:10]}"
         self.env = {k: v for k, v in os.environ.items() if k not in {"CONFIG_FILE", "DJANGO_SETTINGS_MODULE"}}
@@ -80,6 +80,8 @@ class Site:
             TASK_RETRY_DELAY="0.4",
             TASK_MAX_RETRIES="6",
         )
+        if config is not None:
+            self.env["CONFIG_FILE"] = str(config)
         if broker.startswith("redis"):
             self.env["CELERY_RESULT_BACKEND"] = broker
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -355,3 +357,38 @@ def test_a_worker_killed_mid_task_loses_nothing_and_the_task_is_done_once(tmp_pa
         assert sorted(row[0] for row in applied) == APPLIED
     finally:
         site.stop()
+
+
+@pytest.mark.mariadb
+def test_on_mariadb_migrate_tenants_fans_out_over_two_workers(tmp_path):
+    """The same fan-out with the master and the tenants on MariaDB: a master of the test's own."""
+    import MySQLdb
+
+    db = settings.M3SAAS_CONFIG.database
+    master = f"m3work_{uuid.uuid4().hex[:10]}"
+    config = tmp_path / "config.json"
+    server = {"host": db.host, "port": db.port, "user": db.user, "password": db.password}
+    config.write_text(json.dumps({"dbSalt": "workers", "tenants": {"database": {**server, "database": master}}}))
+    site = Site(tmp_path, _broker(*REDIS, "Redis"), config=config)
+    root = MySQLdb.connect(**{("passwd" if k == "password" else k): v for k, v in server.items()})
+    names: list[str] = []
+    try:
+        with root.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{master}`")
+        logs = [site.worker_start("one"), site.worker_start("two")]
+        site.manage("migrate", "-v0")
+        names = site.tenants_create(3)
+        site.workers_ready(*logs)
+        done = site.manage("migrate_tenants")
+        assert done.stdout.splitlines()[-1] == "3 of 3 tenants migrated."
+        assert all(f"{name}: OK, 2 applied" in done.stdout for name in names)
+        again = site.manage("migrate_tenants")
+        assert all(f"{name}: OK, up to date" in again.stdout for name in names)
+    finally:
+        site.stop()
+        with root.cursor() as cur:
+            for name in [*names, master]:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            for name in names:
+                cur.execute("DROP USER IF EXISTS %s@'%%'", (name,))
+        root.close()

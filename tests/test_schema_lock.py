@@ -3,8 +3,14 @@ connections: the schema lock lives where tenant users cannot reach, and each use
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +24,7 @@ from m3saas.tenancy.migrate import tenant_migrate_schema
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mariadb]
 
+ROOT = Path(__file__).resolve().parents[1]
 # MariaDB's ER_USER_LIMIT_REACHED: "User '…' has exceeded the 'max_user_connections' resource".
 USER_LIMIT_REACHED = 1226
 
@@ -128,3 +135,39 @@ def test_reprovisioning_keeps_the_connection_limit_in_step(make_tenant, settings
             assert [int(row[0]) for row in cur.fetchall()] == [7]
     finally:
         root.close()
+
+
+HOLD_LOCK = """
+import sys, time, django
+django.setup()
+from m3saas.engines import engine
+from m3saas.tenancy.info import TenantInfo
+with engine().schema_lock(TenantInfo(id=1, name=sys.argv[1], user=sys.argv[1], password=""), timeout=5) as held:
+    print("held" if held else "refused", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_the_server_releases_the_lock_of_a_killed_process(make_tenant, tmp_path):
+    """A process killed while it holds a tenant's lock (no `finally` runs) does not block the next one."""
+    tenant = make_tenant(provision=False)
+    config = json.loads((ROOT / "tests" / "mariadb.config.json").read_text())
+    config["tenants"]["database"]["database"] = connections["default"].settings_dict["NAME"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    env = {**os.environ, "CONFIG_FILE": str(tmp_path / "config.json"), "VAR_DIR": str(tmp_path), "SECRET_KEY": "x"}
+    env["DJANGO_SETTINGS_MODULE"] = "m3saas.settings"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, tenant.name], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        with engine().schema_lock(tenant, timeout=1) as acquired:
+            assert not acquired  # really held by the other process
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        with engine().schema_lock(tenant, timeout=10) as acquired:
+            assert acquired
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 from bench.common import BASE_DIR, GUNICORN_THREADS, GUNICORN_WORKERS, PLAIN_PATH, ROWS, BenchError, Params, log, timed
 from bench.report import Report
 from bench.system import MariaDBAdmin, child_pids, free_port, wait_until
@@ -49,6 +51,7 @@ def configure(run: Run, db: dict[str, Any]) -> None:
     config = {
         "sub_directory": "",
         "dbSalt": secrets.token_hex(8),
+        "tenantPasswordKeys": [Fernet.generate_key().decode()],
         "tenants": {
             "database": {
                 "host": db["host"],

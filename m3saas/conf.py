@@ -15,6 +15,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from m3saas.passwords import KEY_HINT, KEYS_SETTING, password_key_derive, password_key_problem
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 EMBEDDED_SOURCE = "<embedded default>"
 
@@ -62,6 +64,8 @@ class Config:
     backup: BackupLimits
     mqtt: MQTTConfig | None
     var_dir: Path
+    # Fernet keys of the tenant passwords stored in the master: the first encrypts, all decrypt.
+    password_keys: tuple[str, ...] = ()
 
     @property
     def is_mysql(self) -> bool:
@@ -118,6 +122,24 @@ class _Reader:
             return int(value)
         raise self.fail(key, f"must be an integer, not {value!r}")
 
+    def password_keys(self, key: str) -> tuple[str, ...]:
+        """A non-empty list of Fernet keys (a single key may be given as a string); none when absent.
+
+        Absent, the file still serves what needs no tenant password; encrypting or reading one
+        fails then with a line naming the file and the key (`m3saas.passwords`).
+        """
+        value = self._lookup(key, required=False)
+        if value is None:
+            return ()
+        keys = [value] if isinstance(value, str) else value
+        if not isinstance(keys, list) or not keys:
+            raise self.fail(key, "must be a non-empty list of Fernet keys")
+        for index, item in enumerate(keys):
+            problem = password_key_problem(item) if isinstance(item, str) else "must be a string"
+            if problem:
+                raise self.fail(f"{key}[{index}]", f"{problem}; {KEY_HINT}")
+        return tuple(keys)
+
     def _lookup(self, key: str, *, required: bool) -> Any:
         node: Any = self.data
         walked: list[str] = []
@@ -140,11 +162,12 @@ def _var_dir() -> Path:
 def embedded_config() -> Config:
     """The configuration used when no file is given: SQLite under `var/`, MQTT off."""
     var_dir = _var_dir()
+    salt = "embedded-default-salt"
     return Config(
         source=EMBEDDED_SOURCE,
         embedded=True,
         sub_directory="",
-        db_salt="embedded-default-salt",
+        db_salt=salt,
         database=DatabaseConfig(
             backend=BACKEND_SQLITE,
             host="",
@@ -158,6 +181,8 @@ def embedded_config() -> Config:
         backup=BackupLimits(per_day=1, max=10),
         mqtt=None,
         var_dir=var_dir,
+        # Derived from the built-in salt: as public as the salt, for trying M3SaaS only.
+        password_keys=(password_key_derive(salt),),
     )
 
 
@@ -221,6 +246,7 @@ def parse_config(source: str, data: Any) -> Config:
         backup=backup,
         mqtt=mqtt,
         var_dir=var_dir,
+        password_keys=r.password_keys(KEYS_SETTING),
     )
 
 

@@ -74,6 +74,11 @@ MQTT_CLOSE_TIMEOUT = env.float("MQTT_CLOSE_TIMEOUT", default=2.0)
 MASTER_SEEDS_DIR = Path(env.str("MASTER_SEEDS_DIR", default=str(BASE_DIR / "fixtures")))
 # Host part of the tenant database users (`user@host`).
 TENANT_DB_USER_HOST = env.str("TENANT_DB_USER_HOST", default="%")
+# Connections each tenant database user may hold at once (MariaDB MAX_USER_CONNECTIONS; 0: no own
+# limit), so one tenant cannot take the server's connections from the others.
+TENANT_DB_MAX_CONNECTIONS = env.int("TENANT_DB_MAX_CONNECTIONS", default=20)
+if TENANT_DB_MAX_CONNECTIONS < 0:
+    raise ConfigError(f"TENANT_DB_MAX_CONNECTIONS must be 0 or more, not {TENANT_DB_MAX_CONNECTIONS}")
 
 # Backups (`manage.py backup`, `runcrons`): where files go, and how often `runcrons` takes one
 # of each database (BACKUP_REPEAT: day, week, month, year, or off; every BACKUP_INTERVAL units).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db import DEFAULT_DB_ALIAS, transaction
@@ -16,6 +17,7 @@ from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 
+from m3saas.fields import CLEAR_PASSWORD_MAX_LENGTH
 from subscriptions.admin import SubscriptionAdmin
 from subscriptions.models import Subscription
 from subscriptions.validators import subscriptions_validate
@@ -44,6 +46,35 @@ class SubscriptionFormSet(BaseInlineFormSet):
                 continue
             wanted.append((data["module"].name, data.get("version") or 1))
         subscriptions_validate(subscriptions=wanted)
+
+
+class TenantForm(ModelForm):
+    """The password is write-only: never rendered, kept when left empty on a change."""
+
+    password = forms.CharField(
+        label="Password",
+        required=False,
+        strip=False,
+        max_length=CLEAR_PASSWORD_MAX_LENGTH,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted and never shown. Leave empty to keep the current password.",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ["name", "user", "password", "per_day_backups", "max_backups"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["password"] = ""  # the stored token stays out of the page and of `changed_data`
+
+    def clean_password(self) -> str:
+        password: str = self.cleaned_data.get("password") or ""
+        if password:
+            return password
+        if self.instance.pk is None:
+            raise forms.ValidationError("A new tenant needs a password.", code="required")
+        return str(self.instance.password)
 
 
 class SubscriptionInline(admin.TabularInline):
@@ -78,6 +109,7 @@ def report_result(request: HttpRequest, result: TenantMigrationResult | None) ->
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    form = TenantForm
     list_display = ["id", "name", "user", "per_day_backups", "max_backups", "subscription_count", "schema_state"]
     search_fields = ["name", "user", "=id"]
     list_filter = ["schema_state", "subscriptions__module"]

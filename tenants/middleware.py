@@ -9,7 +9,11 @@ from django.http import HttpRequest, HttpResponse
 
 from m3saas.api import error_response
 from m3saas.exceptions import ApplicationError
-from m3saas.tenancy.connections import tenant_connection_make_room, tenant_connections_trim
+from m3saas.tenancy.connections import (
+    tenant_connection_make_room,
+    tenant_connection_register,
+    tenant_connections_trim,
+)
 from m3saas.tenancy.context import use_tenant
 from m3saas.tenancy.paths import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
 from tenants.selectors import tenant_info_get
@@ -32,6 +36,8 @@ class TenantMiddleware:
             version = resolve_module_version(tenant, match["module"], match["version"])
             # AUTO_MIGRATION: a pending tenant is brought up to date once; otherwise no query.
             tenant = tenant_auto_migrate(tenant=tenant)
+            # Here, not in `use_tenant`: a password no configured key opens is a JSON 503.
+            tenant_connection_register(tenant)
         except ApplicationError as exc:
             return error_response(exc)
         request.tenant = tenant  # type: ignore[attr-defined]

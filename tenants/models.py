@@ -4,6 +4,7 @@ from django.db import models
 from django.utils import timezone
 
 from m3saas.engines import validate_not_master
+from m3saas.fields import EncryptedPasswordField
 from m3saas.identifiers import validate_database_name, validate_user_name
 from m3saas.tenancy.info import DEFAULT_BACKUP_LIMITS
 
@@ -30,9 +31,9 @@ class Tenant(models.Model):
         validators=[validate_user_name],
         help_text="The tenant's database user.",
     )
-    password = models.CharField(
-        max_length=128,
-        help_text="Salted and hashed with dbSalt into the database user's password.",
+    password = EncryptedPasswordField(
+        help_text="Stored encrypted (tenantPasswordKeys); salted and hashed with dbSalt into the database "
+        "user's password.",
     )
     per_day_backups = models.IntegerField(
         default=DEFAULT_BACKUP_LIMITS.per_day, help_text="Backups kept per day; below 1 means unlimited."

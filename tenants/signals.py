@@ -14,6 +14,7 @@ from typing import Any
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
+from m3saas.passwords import passwords_equal
 from m3saas.tenancy.cache import master_cache_invalidate
 from subscriptions.models import ModuleDependency, Subscription
 from subscriptions.selectors import dependency_graph, dependents_of
@@ -31,7 +32,8 @@ def tenant_credentials_before(instance: Tenant, **kwargs: Any) -> None:
 @receiver([post_save, post_delete], sender=Tenant, dispatch_uid="tenants_cache_invalidate")
 def tenant_changed(instance: Tenant, created: bool = False, **kwargs: Any) -> None:
     before = getattr(instance, "_credentials_before", None)
-    if before is not None and before != (instance.user, instance.password):
+    # Tokens differ on every save (and after a key rotation): compare what they hold.
+    if before is not None and (before[0] != instance.user or not passwords_equal(before[1], instance.password)):
         tenants_schema_mark_pending(tenant_ids=[instance.pk])
     master_cache_invalidate()
 

@@ -6,6 +6,7 @@ import pytest
 from django.db import connections
 from rest_framework.test import APIClient
 
+from m3saas.passwords import password_encrypt
 from m3saas.tenancy.connections import TENANT_MARK, is_tenant_alias, tenant_connection_unregister
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +64,7 @@ def test_new_credentials_reach_threads_that_already_hold_a_connection(make_tenan
     thread = threading.Thread(target=worker)
     thread.start()
     first_use.wait(timeout=30)
-    tenant_connection_register(dataclasses.replace(tenant, password="rotated"))
+    tenant_connection_register(dataclasses.replace(tenant, password=password_encrypt("rotated")))
     re_registered.set()
     thread.join(timeout=30)
     assert seen == [True]

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 from django.core.management import get_commands
 
 from tests.tcp_proxy import TcpProxy
@@ -453,6 +454,7 @@ def test_gunicorn_on_mariadb_serves_turns_503_when_the_server_goes_and_recovers(
         json.dumps(
             {
                 "dbSalt": "deploy-test",
+                "tenantPasswordKeys": [Fernet.generate_key().decode()],
                 "tenants": {
                     "database": {
                         "host": "127.0.0.1",

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
@@ -33,6 +35,7 @@ def test_sub_directory_prefixes_module_routes(tmp_path):
             {
                 "sub_directory": "/api/",
                 "dbSalt": "salt",
+                "tenantPasswordKeys": [Fernet.generate_key().decode()],
                 "tenants": {"database": {"backend": "sqlite", "database": str(tmp_path / "master.sqlite3")}},
             }
         )

@@ -9,6 +9,7 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 
+from m3saas.passwords import password_encrypt
 from m3saas.tenancy.cache import master_cache_invalidate, master_cached
 from m3saas.tenancy.connections import TENANT_MARK, tenant_connection_register
 from m3saas.tenancy.info import TenantInfo
@@ -102,7 +103,9 @@ def test_a_re_registered_tenant_gets_a_new_wrapper(make_tenant, settings):
     get_animals(first)
     wrapper = connections[first.alias]
     get_animals(second)  # closes and parks the first tenant's wrapper
-    changed = TenantInfo(id=first.id, name=first.name, user=first.user, password="changed", modules=first.modules)
+    changed = TenantInfo(
+        id=first.id, name=first.name, user=first.user, password=password_encrypt("changed"), modules=first.modules
+    )
     tenant_connection_register(changed)
     assert connections[first.alias] is not wrapper
     assert connections[first.alias].settings_dict is connections.settings[first.alias]

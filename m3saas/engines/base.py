@@ -15,6 +15,7 @@ from django.conf import settings
 
 from m3saas.conf import Config
 from m3saas.exceptions import ApplicationError, ProvisioningError
+from m3saas.passwords import password_decrypt
 from m3saas.tenancy.info import TenantInfo
 
 # The table of a tenant database that names the tenant it was created for.
@@ -59,7 +60,7 @@ class Engine(Protocol):
         ...
 
     def tenant_settings(self, config: Config, *, name: str, user: str, password: str) -> dict[str, Any]:
-        """The vendor's part of a tenant's `DATABASES` entry; `password` is the tenant's, not yet hashed."""
+        """The vendor's part of a tenant's `DATABASES` entry; `password` is the tenant's stored token."""
         ...
 
     def database_create(self, tenant: TenantInfo) -> None: ...
@@ -101,8 +102,12 @@ class Engine(Protocol):
 
 
 def tenant_db_password(password: str) -> str:
-    """The tenant database user's password: a SHA-256 of the configured salt and the tenant password."""
-    return hashlib.sha256(f"{settings.M3SAAS_CONFIG.db_salt}{password}".encode()).hexdigest()
+    """The tenant database user's password: a SHA-256 of the configured salt and the tenant password.
+
+    `password` is the stored token (`TenantInfo.password`); the clear one exists only in here.
+    """
+    clear = password_decrypt(password)
+    return hashlib.sha256(f"{settings.M3SAAS_CONFIG.db_salt}{clear}".encode()).hexdigest()
 
 
 def master_clash(engine: Engine, *, name: str, user: str) -> dict[str, str]:

@@ -48,6 +48,10 @@ HEADER_PREFIX = b"-- M3SaaS backup "
 # MySQL/MariaDB error numbers that mean "the server cannot be reached", not "the query is wrong":
 # client-side connection errors (2002-2055), too many connections, shutdown, killed connections.
 _UNREACHABLE_ERRORS = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2012, 2013, 2026, 2055, 4031})
+# The master database's table whose rows are the tenants' schema locks (made on first use).
+SCHEMA_LOCK_TABLE = "m3saas_schema_lock"
+# ER_LOCK_WAIT_TIMEOUT: a row lock was not granted within innodb_lock_wait_timeout.
+_LOCK_WAIT_TIMEOUT = 1205
 _SIDE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}\$(restore|previous)$")
 
 
@@ -135,6 +139,11 @@ class MySQLEngine:
     def user_host(self) -> str:
         return str(settings.TENANT_DB_USER_HOST)
 
+    @property
+    def user_max_connections(self) -> int:
+        """Connections a tenant's user may hold at once (0: only the server's own limits)."""
+        return int(settings.TENANT_DB_MAX_CONNECTIONS)
+
     def database_create(self, tenant: TenantInfo) -> None:
         refuse_master(self, tenant)
         validate_user_name(tenant.user)
@@ -150,9 +159,11 @@ class MySQLEngine:
                 check_owner(tenant, self._owners(cur, tenant.name))
                 self._check_user_grants(cur, tenant)
                 password = tenant_db_password(tenant.password)
-                cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (tenant.user, self.user_host, password))
-                # Keeps the password in step when the tenant's password or the salt changed.
-                cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (tenant.user, self.user_host, password))
+                account = (tenant.user, self.user_host, password, self.user_max_connections)
+                limited = "IDENTIFIED BY %s WITH MAX_USER_CONNECTIONS %s"
+                cur.execute(f"CREATE USER IF NOT EXISTS %s@%s {limited}", account)
+                # Keeps the password and the connection limit in step when they (or the salt) changed.
+                cur.execute(f"ALTER USER %s@%s {limited}", account)
                 cur.execute(
                     f"GRANT ALL PRIVILEGES ON {grant_pattern(tenant.name)}.* TO %s@%s", (tenant.user, self.user_host)
                 )
@@ -213,20 +224,34 @@ class MySQLEngine:
 
     @contextmanager
     def schema_lock(self, tenant: TenantInfo, *, timeout: int) -> Iterator[bool]:
-        """A named lock (`GET_LOCK`) on the master server."""
-        name = f"m3saas:schema:{tenant.name}"
-        master = connections[DEFAULT_DB_ALIAS]
-        with master.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK(%s, %s)", [name, timeout])
-            row = cursor.fetchone()
-        if not row or row[0] != 1:
-            yield False
-            return
+        """A row lock in the master database's `SCHEMA_LOCK_TABLE`, held on a connection of its own.
+
+        Tenant users cannot reach the master database, so no tenant can take or hold this lock
+        (a server-wide `GET_LOCK` name is open to every account). The transaction ends with the
+        block; if the process dies, the server ends it with the connection. Waits at least 1 s.
+        """
+        import MySQLdb
+
+        table = f"{_ident(str(connections[DEFAULT_DB_ALIAS].settings_dict['NAME']))}.`{SCHEMA_LOCK_TABLE}`"
+        conn = admin_connect(error=ProvisioningError)
         try:
-            yield True
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {table} (name VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB")
+                cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (max(1, timeout),))
+                try:
+                    cur.execute(f"SELECT 1 FROM {table} WHERE name = %s", (tenant.name,))  # noqa: S608
+                    if cur.fetchone() is None:
+                        cur.execute(f"INSERT IGNORE INTO {table} (name) VALUES (%s)", (tenant.name,))  # noqa: S608
+                        conn.commit()
+                    cur.execute(f"SELECT name FROM {table} WHERE name = %s FOR UPDATE", (tenant.name,))  # noqa: S608
+                    acquired = True
+                except MySQLdb.OperationalError as exc:
+                    if exc.args[0] != _LOCK_WAIT_TIMEOUT:
+                        raise
+                    acquired = False
+            yield acquired
         finally:
-            with master.cursor() as cursor:
-                cursor.execute("SELECT RELEASE_LOCK(%s)", [name])
+            conn.close()  # ends the transaction, and with it the row lock
 
     def is_unavailable(self, error: BaseException) -> bool:
         code = error.args[0] if error.args else None

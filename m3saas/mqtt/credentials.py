@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from m3saas.passwords import password_decrypt
 from m3saas.tenancy.info import TenantInfo
 
 DEFAULT_HASH_ITERATIONS = 10_000
@@ -80,12 +81,13 @@ def mqtt_tenant_password(*, tenant: TenantInfo, source: str = MQTTPasswordSource
     `derived`: HMAC-SHA256 of the tenant password keyed with `dbSalt` (not the database
     password, which it never equals); `tenant`: the tenant password itself.
     """
-    if source == MQTTPasswordSource.TENANT:
-        return tenant.password
-    if source != MQTTPasswordSource.DERIVED:
+    if source not in (MQTTPasswordSource.TENANT, MQTTPasswordSource.DERIVED):
         raise ValueError(f"password source is one of {', '.join(MQTTPasswordSource)}, not {source!r}")
+    clear = password_decrypt(tenant.password)
+    if source == MQTTPasswordSource.TENANT:
+        return clear
     key = settings.M3SAAS_CONFIG.db_salt.encode("utf-8")
-    return hmac.new(key, b"mqtt\0" + tenant.password.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.new(key, b"mqtt\0" + clear.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 @dataclass

@@ -234,7 +234,7 @@ class _SeedRun:
         for name, value in values.items():
             setattr(row, row._meta.get_field(name).attname, value)  # type: ignore[union-attr]
         _clean(row, where)
-        if all(getattr(row, attname) == value for attname, value in before.items()):
+        if all(_same(f, getattr(row, f.attname), before[f.attname]) for f in fields):  # type: ignore[union-attr]
             return False
         _save(row, self.alias, where, update_fields=[f.name for f in fields])
         return True
@@ -364,6 +364,12 @@ def _values(model: type[models.Model], record: dict[str, Any], where: _Where) ->
             raise where.error(f"{f.name}: expects a single value, not {type(value).__name__}")
         values[f.name] = value
     return values
+
+
+def _same(f: Any, value: Any, before: Any) -> bool:
+    """Whether a seeded value is what the row holds (a field may say: an encrypted one does)."""
+    same = getattr(f, "same_value", None)
+    return bool(same(value, before)) if same is not None else bool(value == before)
 
 
 def _clean(row: models.Model, where: _Where) -> None:

@@ -13,6 +13,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import ConnectionHandler
 
 from m3saas.engines import engine
+from m3saas.passwords import PasswordKeyError
 from m3saas.tenancy.directory import tenant_directory
 from m3saas.tenancy.info import TenantInfo
 
@@ -270,6 +271,17 @@ def tenant_connections_register_all() -> int:
     except DatabaseError as exc:
         logger.debug("tenants not registered: %s", exc)
         return 0
+    registered, reason = 0, ""
+    unreadable: list[str] = []
     for info in infos:
-        tenant_connection_register(info)
-    return len(infos)
+        try:
+            tenant_connection_register(info)
+        except PasswordKeyError as exc:
+            # Every command must still start: `migrate` encrypts old rows, the rotation reports.
+            unreadable.append(info.name)
+            reason = exc.message
+        else:
+            registered += 1
+    if unreadable:
+        logger.warning("tenants not registered (%s): %s", ", ".join(unreadable), reason)
+    return registered

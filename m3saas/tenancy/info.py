@@ -16,6 +16,8 @@ class TenantInfo:
     """What serving a tenant needs, resolved from the master database and cached.
 
     `modules` is ordered dependencies first: `(module name, major version)` pairs.
+    `password` is the tenant password as the master stores it, a token (`m3saas.passwords`):
+    this value is cached, so it is decrypted only where the clear password is used.
     `schema_state` mirrors `Tenant.schema_state` (`pending` until the database is brought up
     to date after a registration or a subscription change; see `tenants.services`).
     """

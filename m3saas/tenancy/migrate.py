@@ -37,8 +37,9 @@ def tenant_schema_lock(tenant: TenantInfo) -> Iterator[None]:
     """Serialise schema changes of one tenant database across threads, processes and servers.
 
     A request's auto-migration, `migrate_tenants` and an upgrade may reach the same tenant at
-    once; the second waits, then finds nothing left to apply. MySQL/MariaDB: a named lock on the
-    master server; SQLite: a lock file beside the tenant's database file.
+    once; the second waits, then finds nothing left to apply. MySQL/MariaDB: a row lock in the
+    master database, which tenant users cannot reach; SQLite: a lock file beside the tenant's
+    database file.
     """
     with engine().schema_lock(tenant, timeout=SCHEMA_LOCK_TIMEOUT) as acquired:
         if not acquired:

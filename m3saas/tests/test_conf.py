@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from m3saas.conf import ConfigError, load_config
 
@@ -76,6 +77,10 @@ def test_mqtt_section_with_empty_host_means_off(tmp_path):
         (lambda d: d["tenants"]["database"].__setitem__("user", 7), "tenants.database.user"),
         (lambda d: d["tenants"]["settings"].__setitem__("collation", "x; DROP"), "tenants.settings.collation"),
         (lambda d: d["mqtt"].__setitem__("port", "99999"), "mqtt.port"),
+        (lambda d: d.__setitem__("tenantPasswordKeys", ["not-a-key"]), "tenantPasswordKeys[0]"),
+        (lambda d: d["tenantPasswordKeys"].append("x" * 44), "tenantPasswordKeys[1]"),
+        (lambda d: d.__setitem__("tenantPasswordKeys", []), "tenantPasswordKeys"),
+        (lambda d: d.__setitem__("tenantPasswordKeys", {"k": 1}), "tenantPasswordKeys"),
     ],
 )
 def test_bad_key_is_named_with_the_file(tmp_path, mutate, key):
@@ -95,14 +100,38 @@ def test_malformed_json_names_the_file_and_position(tmp_path):
         load_config(path)
 
 
+def manage_check(path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CONFIG_FILE": str(path), "SECRET_KEY": "x"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_manage_py_stops_with_one_line(tmp_path):
     data = example()
     del data["tenants"]["database"]["database"]
     path = write(tmp_path, data)
-    env = {**os.environ, "CONFIG_FILE": str(path), "SECRET_KEY": "x"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    result = manage_check(path)
     assert result.returncode == 2
     assert result.stderr.strip() == f"M3SaaS cannot start: {path}: key 'tenants.database.database' is missing"
+
+
+def test_password_keys_are_read_in_order_and_one_may_be_a_plain_string(tmp_path):
+    data = example()
+    first, second = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    data["tenantPasswordKeys"] = [first, second]
+    assert load_config(write(tmp_path, data)).password_keys == (first, second)
+    data["tenantPasswordKeys"] = first
+    assert load_config(write(tmp_path, data)).password_keys == (first,)
+
+
+def test_manage_py_stops_with_one_line_on_a_malformed_password_key(tmp_path):
+    data = example()
+    data["tenantPasswordKeys"] = ["too-short"]
+    path = write(tmp_path, data)
+    result = manage_check(path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"M3SaaS cannot start: {path}: key 'tenantPasswordKeys[0]' is not a Fernet key")

@@ -12,6 +12,7 @@ from m3saas.conf import parse_config
 from m3saas.engines import engine, engine_for
 from m3saas.engines.mysql import MySQLEngine
 from m3saas.engines.sqlite import SQLiteEngine
+from m3saas.passwords import password_encrypt
 from m3saas.tenancy.connections import TENANT_MARK, tenant_database_settings
 
 
@@ -28,7 +29,7 @@ def test_an_unknown_vendor_has_no_adapter():
 
 def test_tenant_entry_has_every_key_of_djangos_own_entries():
     """An incomplete entry fails only later, with `KeyError: 'TIME_ZONE'`, when a connection opens."""
-    entry = tenant_database_settings(name="entry_check", user="entry_check", password="pw")
+    entry = tenant_database_settings(name="entry_check", user="entry_check", password=password_encrypt("pw"))
     master = connections[DEFAULT_DB_ALIAS].settings_dict
     assert set(master) - set(entry) == set()
     assert entry["ENGINE"] == master["ENGINE"]
@@ -49,14 +50,16 @@ def test_each_adapter_builds_entries_of_its_own_vendor(vendor, tmp_path):
                     "user": "master_user",
                     "password": "secret",
                 }
-            }
+            },
         },
     )
     adapter = engine_for(vendor)
     handler = ConnectionHandler(
         {
             DEFAULT_DB_ALIAS: adapter.master_settings(config, conn_max_age=0, connect_timeout=5),
-            "entry_check": adapter.tenant_settings(config, name="entry_check", user="entry_check", password="pw"),
+            "entry_check": adapter.tenant_settings(
+                config, name="entry_check", user="entry_check", password=password_encrypt("pw")
+            ),
         }
     )
     for alias in (DEFAULT_DB_ALIAS, "entry_check"):

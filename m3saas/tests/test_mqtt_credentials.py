@@ -123,10 +123,11 @@ def test_hash_command_refuses_a_salt_that_is_not_base64():
 
 def test_derived_password_is_neither_the_tenant_nor_the_database_password():
     from m3saas.engines import tenant_db_password
+    from m3saas.passwords import password_encrypt
     from m3saas.tenancy.info import TenantInfo
 
-    tenant = TenantInfo(id=1, name="acme", user="acme", password="secret")
+    tenant = TenantInfo(id=1, name="acme", user="acme", password=password_encrypt("secret"))
     derived = mqtt_tenant_password(tenant=tenant, source=MQTTPasswordSource.DERIVED)
     assert derived == mqtt_tenant_password(tenant=tenant)
-    assert derived not in {"secret", tenant_db_password("secret")}
+    assert derived not in {"secret", tenant_db_password(tenant.password)}
     assert mqtt_tenant_password(tenant=tenant, source=MQTTPasswordSource.TENANT) == "secret"

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,7 @@ def test_migrate_database_tenant_creates_the_database_then_migrates(tmp_path):
         json.dumps(
             {
                 "dbSalt": "cli",
+                "tenantPasswordKeys": [Fernet.generate_key().decode()],
                 "tenants": {
                     "database": {
                         "host": db.host,

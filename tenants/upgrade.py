@@ -38,6 +38,7 @@ from subscriptions.selectors import dependency_graph, resolve_modules, tenant_su
 from tenants.backups import backup_create, backup_target_get
 from tenants.models import Tenant
 from tenants.selectors import tenant_info_fresh, tenant_info_from_row
+from tenants.services import tenant_serves_legacy_mark
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def subscription_upgrade(
     both = _both_versions(tenant, new_modules)
     alias = both.alias
 
-    engine().database_create(both)
+    engine().database_create(both, adopt_legacy_mark=tenant_serves_legacy_mark(tenant=both))
     result.applied = tenant_migrate_schema(both)
 
     step = upgrade_step_get(module, to_version)

@@ -34,7 +34,7 @@ from m3saas.engines.base import (
     BackupError,
     BackupMismatchError,
     RestoreError,
-    check_owner,
+    owner_mark_claim,
     refuse_master,
     tenant_db_password,
 )
@@ -135,7 +135,7 @@ class MySQLEngine:
     def user_host(self) -> str:
         return str(settings.TENANT_DB_USER_HOST)
 
-    def database_create(self, tenant: TenantInfo) -> None:
+    def database_create(self, tenant: TenantInfo, *, adopt_legacy_mark: bool = False) -> None:
         refuse_master(self, tenant)
         validate_user_name(tenant.user)
         database = quote_mysql_identifier(tenant.name)
@@ -144,10 +144,8 @@ class MySQLEngine:
             with conn.cursor() as cur:
                 existed = self._database_exists(cur, tenant.name)
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS {database} {_charset_clause()}")
-                if not existed:
-                    cur.execute(f"CREATE TABLE IF NOT EXISTS {database}.`{OWNER_TABLE}` (tenant_id BIGINT PRIMARY KEY)")
-                    cur.execute(f"INSERT IGNORE INTO {database}.`{OWNER_TABLE}` (tenant_id) VALUES (%s)", (tenant.id,))  # noqa: S608
-                check_owner(tenant, self._owners(cur, tenant.name))
+                # The mark is checked before the user is touched: nothing of another's is altered.
+                self._owner_mark_claim(cur, tenant, existed=existed, adopt_legacy=adopt_legacy_mark)
                 self._check_user_grants(cur, tenant)
                 password = tenant_db_password(tenant.password)
                 cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (tenant.user, self.user_host, password))
@@ -165,14 +163,21 @@ class MySQLEngine:
         return cur.fetchone() is not None
 
     @staticmethod
-    def _owners(cur: Any, name: str) -> list[int] | None:
+    def _owner_mark_claim(cur: Any, tenant: TenantInfo, *, existed: bool, adopt_legacy: bool) -> None:
         cur.execute(
-            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (name, OWNER_TABLE)
+            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (tenant.name, OWNER_TABLE),
         )
-        if cur.fetchone() is None:
-            return None
-        cur.execute(f"SELECT tenant_id FROM {quote_mysql_identifier(name)}.`{OWNER_TABLE}` ORDER BY tenant_id")  # noqa: S608
-        return [int(row[0]) for row in cur.fetchall()]
+        owner_mark_claim(
+            cur,
+            tenant=tenant,
+            table=f"{quote_mysql_identifier(tenant.name)}.`{OWNER_TABLE}`",
+            insert="INSERT IGNORE INTO",
+            param="%s",
+            existed=existed,
+            marked=cur.fetchone() is not None,
+            adopt_legacy=adopt_legacy,
+        )
 
     def _check_user_grants(self, cur: Any, tenant: TenantInfo) -> None:
         """An existing account may hold nothing but this tenant's database: never adopt another one."""

@@ -253,8 +253,11 @@ def tenant_ready_ensure(*, tenant: TenantInfo) -> TenantInfo:
 
 def tenant_serves_legacy_mark(*, tenant: TenantInfo) -> bool:
     """Whether a legacy owner mark (tenant id only) on the tenant's database is taken as this
-    installation's: only when this master has the tenant ready, i.e. has been serving it."""
-    return tenant.schema_state == State.READY
+    installation's: only when this master has been serving the tenant (it is ready, or a
+    migration of it succeeded here). Another installation's new tenant is neither."""
+    if tenant.schema_state == State.READY:
+        return True
+    return TenantMigrationRun.objects.filter(tenant_id=tenant.id, status=TenantMigrationRun.Status.OK).exists()
 
 
 def tenant_migrate_if_pending(*, tenant_id: int, trigger: str = Trigger.CODE) -> TenantMigrationResult | None:
@@ -313,7 +316,7 @@ def master_migrate(*, seed: Seeding = Seeding.MAIN) -> None:
 
 
 def _schema_bring_up(tenant: TenantInfo) -> list[str]:
-    engine().database_create(tenant, adopt_legacy_mark=tenant_serves_legacy_mark(tenant=tenant))
+    engine().database_create(tenant, legacy_mark_adoptable=lambda: tenant_serves_legacy_mark(tenant=tenant))
     tenant_connection_register(tenant)
     return tenant_migrate_schema(tenant)
 

@@ -152,7 +152,7 @@ def subscription_upgrade(
     both = _both_versions(tenant, new_modules)
     alias = both.alias
 
-    engine().database_create(both, adopt_legacy_mark=tenant_serves_legacy_mark(tenant=both))
+    engine().database_create(both, legacy_mark_adoptable=lambda: tenant_serves_legacy_mark(tenant=both))
     result.applied = tenant_migrate_schema(both)
 
     step = upgrade_step_get(module, to_version)

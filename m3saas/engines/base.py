@@ -6,6 +6,7 @@ Imported while the settings load: nothing here may need the app registry at impo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from io import BufferedIOBase
 from pathlib import Path
@@ -63,8 +64,12 @@ class Engine(Protocol):
         """The vendor's part of a tenant's `DATABASES` entry; `password` is the tenant's, not yet hashed."""
         ...
 
-    def database_create(self, tenant: TenantInfo, *, adopt_legacy_mark: bool = False) -> None:
-        """Create (or check) the tenant's database and user; `adopt_legacy_mark`: see `owner_mark_check`."""
+    def database_create(self, tenant: TenantInfo, *, legacy_mark_adoptable: Callable[[], bool] | None = None) -> None:
+        """Create (or check) the tenant's database and user.
+
+        `legacy_mark_adoptable` answers whether a legacy mark naming this tenant is this
+        installation's (asked only when there is one; see `owner_mark_check`).
+        """
         ...
 
     def database_drop(self, tenant: TenantInfo) -> None: ...
@@ -150,14 +155,14 @@ def owner_mark_claim(
     param: str,
     existed: bool,
     marked: bool,
-    adopt_legacy: bool,
+    adopt_legacy: Callable[[], bool] | None,
 ) -> None:
     """Mark a database made now as this installation's, or check an existing one's mark.
 
     `cur` is a DB-API cursor of the admin connection, `table` the owner table as it is reached
     from it, `insert` the vendor's insert-if-absent verb and `param` the driver's placeholder.
-    A legacy mark naming this tenant (and no installation) is upgraded when `adopt_legacy`
-    (see `owner_mark_check`). Anything else raises `ProvisioningError`, before the caller
+    A legacy mark naming this tenant (and no installation) is upgraded when `adopt_legacy()`
+    says so (see `owner_mark_check`). Anything else raises `ProvisioningError`, before the caller
     changes the database or its user.
     """
     from m3saas.installation import installation_id
@@ -168,7 +173,8 @@ def owner_mark_claim(
         cur.execute(f"{insert} {table} (tenant_id, installation) VALUES ({param}, {param})", (tenant.id, installation))
         marked = True
     mark, has_column = owner_mark_read(cur, table) if marked else (None, False)
-    if owner_mark_check(tenant, mark, installation=installation, adopt_legacy=adopt_legacy) == "legacy":
+    legacy = mark == [(tenant.id, None)] and adopt_legacy is not None and adopt_legacy()
+    if owner_mark_check(tenant, mark, installation=installation, adopt_legacy=legacy) == "legacy":
         if not has_column:
             cur.execute(f"ALTER TABLE {table} ADD COLUMN installation VARCHAR(36)")
         cur.execute(f"UPDATE {table} SET installation = {param} WHERE tenant_id = {param}", (installation, tenant.id))  # noqa: S608
@@ -178,9 +184,9 @@ def owner_mark_check(tenant: TenantInfo, mark: OwnerMark | None, *, installation
     """`"own"` or `"legacy"` (a mark naming only this tenant, to adopt); raises otherwise.
 
     `mark` is None when the database has no mark. A legacy mark (from before installation ids)
-    is adopted only when `adopt_legacy`: this installation's master has the tenant ready, i.e.
-    it has been serving this very database. Another installation's new tenant of the same id
-    and name is never ready before its first provisioning, so it is refused.
+    is adopted only when `adopt_legacy`: this installation's master has been serving the tenant
+    (the caller's rule: ready, or migrated successfully here). Another installation's new
+    tenant of the same id and name has been neither before its first provisioning: refused.
     """
     if mark == [(tenant.id, installation)]:
         return "own"

@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import BufferedIOBase
@@ -135,7 +135,7 @@ class MySQLEngine:
     def user_host(self) -> str:
         return str(settings.TENANT_DB_USER_HOST)
 
-    def database_create(self, tenant: TenantInfo, *, adopt_legacy_mark: bool = False) -> None:
+    def database_create(self, tenant: TenantInfo, *, legacy_mark_adoptable: Callable[[], bool] | None = None) -> None:
         refuse_master(self, tenant)
         validate_user_name(tenant.user)
         database = quote_mysql_identifier(tenant.name)
@@ -145,7 +145,7 @@ class MySQLEngine:
                 existed = self._database_exists(cur, tenant.name)
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS {database} {_charset_clause()}")
                 # The mark is checked before the user is touched: nothing of another's is altered.
-                self._owner_mark_claim(cur, tenant, existed=existed, adopt_legacy=adopt_legacy_mark)
+                self._owner_mark_claim(cur, tenant, existed=existed, adopt_legacy=legacy_mark_adoptable)
                 self._check_user_grants(cur, tenant)
                 password = tenant_db_password(tenant.password)
                 cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (tenant.user, self.user_host, password))
@@ -163,7 +163,9 @@ class MySQLEngine:
         return cur.fetchone() is not None
 
     @staticmethod
-    def _owner_mark_claim(cur: Any, tenant: TenantInfo, *, existed: bool, adopt_legacy: bool) -> None:
+    def _owner_mark_claim(
+        cur: Any, tenant: TenantInfo, *, existed: bool, adopt_legacy: Callable[[], bool] | None
+    ) -> None:
         cur.execute(
             "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
             (tenant.name, OWNER_TABLE),

@@ -10,7 +10,7 @@ import fcntl
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from io import BufferedIOBase
 from pathlib import Path
@@ -60,7 +60,7 @@ class SQLiteEngine:
 
     # --- provisioning -------------------------------------------------------------------------
 
-    def database_create(self, tenant: TenantInfo, *, adopt_legacy_mark: bool = False) -> None:
+    def database_create(self, tenant: TenantInfo, *, legacy_mark_adoptable: Callable[[], bool] | None = None) -> None:
         refuse_master(self, tenant)
         path = _tenant_path(settings.M3SAAS_CONFIG, tenant.name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,7 @@ class SQLiteEngine:
                     param="?",
                     existed=existed,
                     marked=cur.fetchone() is not None,
-                    adopt_legacy=adopt_legacy_mark,
+                    adopt_legacy=legacy_mark_adoptable,
                 )
         finally:
             conn.close()

@@ -15,7 +15,7 @@ from m3saas.installation import installation_id
 from m3saas.tenancy.info import TenantInfo
 from tenants.models import Tenant
 from tenants.selectors import tenant_info_fresh
-from tenants.services import tenant_provision
+from tenants.services import tenant_migrate, tenant_provision
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +98,15 @@ def test_a_legacy_mark_is_not_adopted_for_a_tenant_never_served_here(make_tenant
     assert installation_id() in refused.value.message  # the message says how to adopt it by hand
     assert mark(tenant) == [(tenant.id, None)]
     assert user_password_hash(tenant) == password_before
+
+
+def test_a_legacy_mark_of_a_tenant_migrated_here_before_is_upgraded_while_pending(make_tenant):
+    """A subscription change or a restore makes the tenant pending; it was still served here."""
+    tenant = make_tenant(provision=False)
+    assert tenant_migrate(tenant=tenant).ok
+    mark_legacy(tenant)
+    Tenant.objects.filter(pk=tenant.id).update(schema_state=Tenant.SchemaState.PENDING)
+
+    assert tenant_migrate(tenant=tenant_info_fresh(tenant_id=tenant.id)).ok
+
+    assert mark(tenant) == [(tenant.id, installation_id())]

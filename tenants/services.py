@@ -260,6 +260,22 @@ def tenant_serves_legacy_mark(*, tenant: TenantInfo) -> bool:
     return TenantMigrationRun.objects.filter(tenant_id=tenant.id, status=TenantMigrationRun.Status.OK).exists()
 
 
+def tenant_schema_ready_keep(*, tenant_id: int, switched_at: datetime) -> None:
+    """After an upgrade that migrated everything itself, undo the pending mark its switch made.
+
+    With AUTO_MIGRATION on the mark stays (the next request applies the new version's seeds, as
+    before); with it off nothing else would make the tenant ready and its requests would answer
+    503. A pending mark from before the switch (another change) is kept.
+    """
+    if settings.AUTO_MIGRATION:
+        return
+    changed = Tenant.objects.filter(pk=tenant_id, schema_state=State.PENDING, schema_state_at__gte=switched_at).update(
+        schema_state=State.READY, schema_state_at=timezone.now()
+    )
+    if changed:
+        master_cache_invalidate()
+
+
 def tenant_migrate_if_pending(*, tenant_id: int, trigger: str = Trigger.CODE) -> TenantMigrationResult | None:
     """With AUTO_MIGRATION on and the tenant's schema pending: provision, migrate and seed it now.
 

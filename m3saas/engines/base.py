@@ -100,8 +100,11 @@ class Engine(Protocol):
         """The header of this vendor's uncompressed backup `plain`; None when it is not this vendor's."""
         ...
 
-    def backup_load(self, *, tenant: TenantInfo, plain: Path) -> None:
-        """Replace the tenant's tables by those of the uncompressed backup `plain`, keeping its owner mark.
+    def backup_load(
+        self, *, tenant: TenantInfo, plain: Path, legacy_mark_adoptable: Callable[[], bool] | None = None
+    ) -> None:
+        """Replace the tenant's tables by those of the uncompressed backup `plain`, keeping its owner mark
+        (checked first, as `database_create` does).
 
         A failure leaves the tenant's data as it was.
         """

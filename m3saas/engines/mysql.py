@@ -290,7 +290,9 @@ class MySQLEngine:
             except ValueError as exc:
                 raise BackupMismatchError(f"{plain.name}: unreadable backup header ({exc}).") from exc
 
-    def backup_load(self, *, tenant: TenantInfo, plain: Path) -> None:
+    def backup_load(
+        self, *, tenant: TenantInfo, plain: Path, legacy_mark_adoptable: Callable[[], bool] | None = None
+    ) -> None:
         """Load the dump into a scratch database, then swap its tables in for the tenant's.
 
         Nothing of the tenant's is touched until the dump has loaded cleanly; a failure at any
@@ -300,7 +302,7 @@ class MySQLEngine:
         scratch = _side_database(tenant.name, "restore")
         aside = _side_database(tenant.name, "previous")
         # The tenant's database, user and grant as provisioning makes them (all kept if present).
-        self.database_create(tenant)
+        self.database_create(tenant, legacy_mark_adoptable=legacy_mark_adoptable)
         conn = admin_connect(error=RestoreError)
         try:
             with conn.cursor() as cur:

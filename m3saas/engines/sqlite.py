@@ -150,7 +150,11 @@ class SQLiteEngine:
             conn.close()
         return dict(rows)
 
-    def backup_load(self, *, tenant: TenantInfo, plain: Path) -> None:
+    def backup_load(
+        self, *, tenant: TenantInfo, plain: Path, legacy_mark_adoptable: Callable[[], bool] | None = None
+    ) -> None:
+        # The tenant's database as provisioning makes it; refused unless its mark is the tenant's.
+        self.database_create(tenant, legacy_mark_adoptable=legacy_mark_adoptable)
         source = sqlite3.connect(plain)
         try:
             source.execute(f'DROP TABLE "{META_TABLE}"')

@@ -110,3 +110,22 @@ def test_a_legacy_mark_of_a_tenant_migrated_here_before_is_upgraded_while_pendin
     assert tenant_migrate(tenant=tenant_info_fresh(tenant_id=tenant.id)).ok
 
     assert mark(tenant) == [(tenant.id, installation_id())]
+
+
+def test_a_restore_onto_another_installations_database_is_refused_and_changes_nothing(make_tenant, settings, tmp_path):
+    from modules.test.v1.models import Animal
+    from tenants.backups import backup_create, backup_restore, backup_target_get
+
+    settings.BACKUP_DIR = str(tmp_path)
+    tenant = make_tenant()
+    target = backup_target_get(tenant_name=tenant.name)
+    backup = backup_create(target=target).backup
+    Animal.objects.using(tenant.alias).create(name="after the backup")
+    with connections[tenant.alias].cursor() as cursor:
+        cursor.execute("UPDATE m3saas_owner SET installation = %s", ["other-installation"])
+
+    with pytest.raises(ProvisioningError, match="belongs to another M3SaaS installation"):
+        backup_restore(target=target, backup=backup)
+
+    assert "after the backup" in Animal.objects.using(tenant.alias).values_list("name", flat=True)
+    assert mark(tenant) == [(tenant.id, "other-installation")]

@@ -272,10 +272,11 @@ def test_a_backup_lists_under_its_day(make_tenant):
 # --- a failed restore leaves the tenant as it was ------------------------------------------
 
 
-def mysql_databases() -> set[str]:
+def mysql_databases(prefix: str) -> set[str]:
+    """The server's databases named `prefix…` (other suites share the server and come and go)."""
     with connections["default"].cursor() as cursor:
         cursor.execute("SHOW DATABASES")
-        return {row[0] for row in cursor.fetchall()}
+        return {row[0] for row in cursor.fetchall() if row[0].startswith(prefix)}
 
 
 def test_restore_of_a_damaged_file_fails_and_keeps_the_tenants_data(make_tenant):
@@ -318,14 +319,14 @@ def test_restore_of_a_dump_that_fails_partway_keeps_the_tenants_data_and_no_scra
     assert header.startswith(HEADER_PREFIX)
     with gzip.open(backup.path, "wb") as fh:  # loads a table, then stops at an error
         fh.write(header + b"CREATE TABLE partial_table (id INT PRIMARY KEY);\nTHIS IS NOT SQL;\n")
-    before = mysql_databases()
+    before = mysql_databases(tenant.name)
 
     with pytest.raises(RestoreError, match="failed"):
         backup_restore(target=target, backup=backup)
 
     assert [n for _, n in names(tenant.alias)] == ["kept"]
     assert "partial_table" not in connections[tenant.alias].introspection.table_names()
-    assert mysql_databases() == before
+    assert mysql_databases(tenant.name) == before == {tenant.name}
 
 
 def test_restore_brings_back_views_and_the_tenant_user_keeps_its_access(make_tenant):

@@ -95,6 +95,7 @@ MODULE_APPS = discover_module_apps(MODULES_DIR)
 INSTALLED_APPS = [
     "m3saas",
     "m3saas.bookkeeping",
+    "m3saas.installation",
     "tenants",
     "subscriptions",
     "django.contrib.admin",

@@ -30,7 +30,7 @@ from m3saas.tenancy.info import TenantInfo
 from tenants.backup_files import Backup, backup_parse, backup_path_new, backups_prune, check_dir_name
 from tenants.models import Tenant
 from tenants.selectors import tenant_info_from_row, tenant_info_list
-from tenants.services import tenants_schema_mark_pending
+from tenants.services import tenant_serves_legacy_mark, tenants_schema_mark_pending
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,10 @@ def backup_restore(*, target: BackupTarget, backup: Backup) -> None:
         _check_belongs(backup, header, target)
         tenant_connection_register(target.tenant)
         connections[target.alias].close()
-        engine().backup_load(tenant=target.tenant, plain=plain)
+        tenant = target.tenant
+        engine().backup_load(
+            tenant=tenant, plain=plain, legacy_mark_adoptable=lambda: tenant_serves_legacy_mark(tenant=tenant)
+        )
     logger.info("tenant %s restored from %s", target.database, backup.path.name)
     # The backup may predate migrations of the tenant's modules: its schema is to be brought up to date.
     tenants_schema_mark_pending(tenant_ids=[target.tenant.id])

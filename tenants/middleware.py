@@ -15,9 +15,10 @@ from m3saas.tenancy.connections import (
     tenant_connections_trim,
 )
 from m3saas.tenancy.context import use_tenant
+from m3saas.tenancy.ownership import tenant_owner_verify
 from m3saas.tenancy.paths import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
 from tenants.selectors import tenant_info_get
-from tenants.services import tenant_auto_migrate
+from tenants.services import tenant_ready_ensure
 
 
 class TenantMiddleware:
@@ -34,8 +35,8 @@ class TenantMiddleware:
         try:
             tenant = tenant_info_get(tenant_id=int(match["tenant"]))
             version = resolve_module_version(tenant, match["module"], match["version"])
-            # AUTO_MIGRATION: a pending tenant is brought up to date once; otherwise no query.
-            tenant = tenant_auto_migrate(tenant=tenant)
+            # Only a ready tenant is served (AUTO_MIGRATION brings a pending one up once); no query.
+            tenant = tenant_ready_ensure(tenant=tenant)
             # Here, not in `use_tenant`: a password no configured key opens is a JSON 503.
             tenant_connection_register(tenant)
         except ApplicationError as exc:
@@ -46,6 +47,10 @@ class TenantMiddleware:
         tenant_connection_make_room(tenant.alias)
         try:
             with use_tenant(tenant):
+                try:
+                    tenant_owner_verify(tenant)  # once per process and tenant
+                except ApplicationError as exc:
+                    return error_response(exc)
                 return self.get_response(request)
         finally:
             tenant_connections_trim(keep=tenant.alias)

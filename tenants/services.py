@@ -242,6 +242,50 @@ def tenant_auto_migrate(*, tenant: TenantInfo) -> TenantInfo:
     return tenant_info_get(tenant_id=tenant.id)
 
 
+def tenant_ready_ensure(*, tenant: TenantInfo) -> TenantInfo:
+    """For a request: the tenant, if it may be served now; raises a 503 error otherwise.
+
+    Only a `ready` tenant is served: a pending one (never provisioned, or its modules changed)
+    is first brought up to date when AUTO_MIGRATION is on (`tenant_auto_migrate`), and with it
+    off waits for an operator's `migrate_tenants`; a failed one waits for `migrate_tenants
+    --failed`. Serving any of them would reach a database not (yet) proven the tenant's, or
+    tables that are missing.
+    """
+    tenant = tenant_auto_migrate(tenant=tenant)
+    if tenant.schema_state == State.READY:
+        return tenant
+    if tenant.schema_state == State.MIGRATING:
+        raise TenantMigratingError()
+    if tenant.schema_state == State.FAILED:
+        raise TenantNotReadyError()
+    raise TenantNotReadyError("The tenant's database has not been prepared yet; the operator must migrate it.")
+
+
+def tenant_serves_legacy_mark(*, tenant: TenantInfo) -> bool:
+    """Whether a legacy owner mark (tenant id only) on the tenant's database is taken as this
+    installation's: only when this master has been serving the tenant (it is ready, or a
+    migration of it succeeded here). Another installation's new tenant is neither."""
+    if tenant.schema_state == State.READY:
+        return True
+    return TenantMigrationRun.objects.filter(tenant_id=tenant.id, status=TenantMigrationRun.Status.OK).exists()
+
+
+def tenant_schema_ready_keep(*, tenant_id: int, switched_at: datetime) -> None:
+    """After an upgrade that migrated everything itself, undo the pending mark its switch made.
+
+    With AUTO_MIGRATION on the mark stays (the next request applies the new version's seeds, as
+    before); with it off nothing else would make the tenant ready and its requests would answer
+    503. A pending mark from before the switch (another change) is kept.
+    """
+    if settings.AUTO_MIGRATION:
+        return
+    changed = Tenant.objects.filter(pk=tenant_id, schema_state=State.PENDING, schema_state_at__gte=switched_at).update(
+        schema_state=State.READY, schema_state_at=timezone.now()
+    )
+    if changed:
+        master_cache_invalidate()
+
+
 def tenant_migrate_if_pending(*, tenant_id: int, trigger: str = Trigger.CODE) -> TenantMigrationResult | None:
     """With AUTO_MIGRATION on and the tenant's schema pending: provision, migrate and seed it now.
 
@@ -299,7 +343,7 @@ def master_migrate(*, seed: Seeding = Seeding.MAIN) -> None:
 
 def _schema_bring_up(tenant: TenantInfo) -> list[str]:
     """Create the database if missing and migrate it; the caller holds the tenant's schema lock."""
-    engine().database_create(tenant)
+    engine().database_create(tenant, legacy_mark_adoptable=lambda: tenant_serves_legacy_mark(tenant=tenant))
     tenant_connection_register(tenant)
     return tenant_migrate_schema(tenant, locked=True)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from django.db import connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
+from django.utils import timezone
 
 from m3saas.engines import engine
 from m3saas.modules.registry import module_version_get
@@ -38,6 +39,7 @@ from subscriptions.selectors import dependency_graph, resolve_modules, tenant_su
 from tenants.backups import backup_create, backup_target_get
 from tenants.models import Tenant
 from tenants.selectors import tenant_info_fresh, tenant_info_from_row
+from tenants.services import tenant_schema_ready_keep, tenant_serves_legacy_mark
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +153,7 @@ def subscription_upgrade(
     both = _both_versions(tenant, new_modules)
     alias = both.alias
 
-    engine().database_create(both)
+    engine().database_create(both, legacy_mark_adoptable=lambda: tenant_serves_legacy_mark(tenant=both))
     result.applied = tenant_migrate_schema(both)
 
     step = upgrade_step_get(module, to_version)
@@ -160,6 +162,7 @@ def subscription_upgrade(
             step(alias=alias, from_version=from_version)
         result.data_step = True
 
+    switch_started = timezone.now()
     with transaction.atomic(using="default"):
         row = Subscription.objects.select_for_update().get(pk=subscription.pk)
         if row.version != from_version:
@@ -169,6 +172,8 @@ def subscription_upgrade(
         # Other processes' caches drop the old modules only once the switch is committed.
         transaction.on_commit(master_cache_invalidate, using="default")
     result.switched = True
+    if tenant.schema_state == Tenant.SchemaState.READY:
+        tenant_schema_ready_keep(tenant_id=tenant.id, switched_at=switch_started)
     logger.info("tenant %s moved from %s v%s to v%s", tenant.name, module, from_version, to_version)
 
     if drop_old:

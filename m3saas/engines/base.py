@@ -6,6 +6,7 @@ Imported while the settings load: nothing here may need the app registry at impo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from io import BufferedIOBase
 from pathlib import Path
@@ -44,10 +45,11 @@ class BackupMismatchError(ApplicationError):
 class Engine(Protocol):
     """One database vendor: its settings entries, provisioning, schema lock, dump and load.
 
-    Provisioning is idempotent. A database it creates holds an owner mark (`OWNER_TABLE`, the
-    tenant id). An existing database without this tenant's mark is refused: it may be a deleted
+    Provisioning is idempotent. A database it creates holds an owner mark (`OWNER_TABLE`: the
+    tenant id and this installation's id). An existing database without this tenant's mark of
+    this installation is refused before anything in it or its user changes: it may be a deleted
     tenant's data (deleting a tenant row keeps its database), which a new tenant of the same
-    name must never inherit.
+    name must never inherit, or another installation's on the same server (see `owner_mark_check`).
     """
 
     # The config's `tenants.database.backend`, Django's `connection.vendor` and a backup's header.
@@ -63,7 +65,13 @@ class Engine(Protocol):
         """The vendor's part of a tenant's `DATABASES` entry; `password` is the tenant's stored token."""
         ...
 
-    def database_create(self, tenant: TenantInfo) -> None: ...
+    def database_create(self, tenant: TenantInfo, *, legacy_mark_adoptable: Callable[[], bool] | None = None) -> None:
+        """Create (or check) the tenant's database and user.
+
+        `legacy_mark_adoptable` answers whether a legacy mark naming this tenant is this
+        installation's (asked only when there is one; see `owner_mark_check`).
+        """
+        ...
 
     def database_drop(self, tenant: TenantInfo) -> None: ...
 
@@ -93,8 +101,11 @@ class Engine(Protocol):
         """The header of this vendor's uncompressed backup `plain`; None when it is not this vendor's."""
         ...
 
-    def backup_load(self, *, tenant: TenantInfo, plain: Path) -> None:
-        """Replace the tenant's tables by those of the uncompressed backup `plain`, keeping its owner mark.
+    def backup_load(
+        self, *, tenant: TenantInfo, plain: Path, legacy_mark_adoptable: Callable[[], bool] | None = None
+    ) -> None:
+        """Replace the tenant's tables by those of the uncompressed backup `plain`, keeping its owner mark
+        (checked first, as `database_create` does).
 
         A failure leaves the tenant's data as it was.
         """
@@ -127,15 +138,82 @@ def refuse_master(engine: Engine, tenant: TenantInfo) -> None:
         raise ProvisioningError(f"Tenant {tenant.name}: {' '.join(errors.values())}")
 
 
-def check_owner(tenant: TenantInfo, owners: list[int] | None) -> None:
-    """`owners`: the ids in the database's owner mark, or None when it has no mark."""
-    if owners == [tenant.id]:
-        return
-    if owners is None:
-        whose = "was not created by M3SaaS for it (no owner mark)"
+# An owner mark: one (tenant id, installation id) row; installation None in a mark written
+# before installations had ids (a legacy mark).
+OwnerMark = list[tuple[int, str | None]]
+
+
+def owner_mark_read(cur: Any, table: str) -> tuple[OwnerMark, bool]:
+    """The rows of the owner mark `table` (qualified as the engine needs), and whether it has
+    the installation column (a legacy mark has not)."""
+    cur.execute(f"SELECT * FROM {table}")  # noqa: S608
+    columns = [column[0].lower() for column in cur.description]
+    at = columns.index("installation") if "installation" in columns else None
+    tenant_at = columns.index("tenant_id")
+    marks = [(int(row[tenant_at]), None if at is None or row[at] is None else str(row[at])) for row in cur.fetchall()]
+    return sorted(marks, key=lambda mark: (mark[0], mark[1] or "")), at is not None
+
+
+def owner_mark_claim(
+    cur: Any,
+    *,
+    tenant: TenantInfo,
+    table: str,
+    insert: str,
+    param: str,
+    existed: bool,
+    marked: bool,
+    adopt_legacy: Callable[[], bool] | None,
+) -> None:
+    """Mark a database made now as this installation's, or check an existing one's mark.
+
+    `cur` is a DB-API cursor of the admin connection, `table` the owner table as it is reached
+    from it, `insert` the vendor's insert-if-absent verb and `param` the driver's placeholder.
+    A legacy mark naming this tenant (and no installation) is upgraded when `adopt_legacy()`
+    says so (see `owner_mark_check`). Anything else raises `ProvisioningError`, before the caller
+    changes the database or its user.
+    """
+    from m3saas.installation import installation_id
+
+    installation = installation_id()
+    if not existed:
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {table} (tenant_id BIGINT PRIMARY KEY, installation VARCHAR(36))")
+        cur.execute(f"{insert} {table} (tenant_id, installation) VALUES ({param}, {param})", (tenant.id, installation))
+        marked = True
+    mark, has_column = owner_mark_read(cur, table) if marked else (None, False)
+    legacy = mark == [(tenant.id, None)] and adopt_legacy is not None and adopt_legacy()
+    if owner_mark_check(tenant, mark, installation=installation, adopt_legacy=legacy) == "legacy":
+        if not has_column:
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN installation VARCHAR(36)")
+        cur.execute(f"UPDATE {table} SET installation = {param} WHERE tenant_id = {param}", (installation, tenant.id))  # noqa: S608
+
+
+def owner_mark_check(tenant: TenantInfo, mark: OwnerMark | None, *, installation: str, adopt_legacy: bool) -> str:
+    """`"own"` or `"legacy"` (a mark naming only this tenant, to adopt); raises otherwise.
+
+    `mark` is None when the database has no mark. A legacy mark (from before installation ids)
+    is adopted only when `adopt_legacy`: this installation's master has been serving the tenant
+    (the caller's rule: ready, or migrated successfully here). Another installation's new
+    tenant of the same id and name has been neither before its first provisioning: refused.
+    """
+    if mark == [(tenant.id, installation)]:
+        return "own"
+    if mark == [(tenant.id, None)] and adopt_legacy:
+        return "legacy"
+    prefix = f"Database {tenant.name!r} already exists and"
+    advice = "Back it up and drop it, or give the tenant another name."
+    if mark is None:
+        reason = "was not created by M3SaaS for it (no owner mark): it may hold a deleted tenant's data."
+    elif any(owner not in (installation, None) for _, owner in mark):
+        reason = "belongs to another M3SaaS installation on this server (its owner mark): it was left untouched."
+        advice = "Give the tenant another database name."
+    elif mark == [(tenant.id, None)]:
+        reason = (
+            f"has an owner mark without an installation id (tenant #{tenant.id} only), and this installation "
+            "has never served it: it may be another installation's."
+        )
+        advice = f"If it is this installation's, set its {OWNER_TABLE}.installation to '{installation}' and rerun."
     else:
-        whose = f"belongs to tenant #{', #'.join(str(o) for o in owners)}"
-    raise ProvisioningError(
-        f"Database {tenant.name!r} already exists and {whose}: it may hold a deleted tenant's data. "
-        "Back it up and drop it, or give the tenant another name."
-    )
+        owners = ", #".join(str(owner) for owner, _ in mark)
+        reason = f"belongs to tenant #{owners}: it may hold a deleted tenant's data."
+    raise ProvisioningError(f"{prefix} {reason} {advice}")

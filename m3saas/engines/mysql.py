@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import BufferedIOBase
@@ -34,7 +34,7 @@ from m3saas.engines.base import (
     BackupError,
     BackupMismatchError,
     RestoreError,
-    check_owner,
+    owner_mark_claim,
     refuse_master,
     tenant_db_password,
 )
@@ -144,7 +144,7 @@ class MySQLEngine:
         """Connections a tenant's user may hold at once (0: only the server's own limits)."""
         return int(settings.TENANT_DB_MAX_CONNECTIONS)
 
-    def database_create(self, tenant: TenantInfo) -> None:
+    def database_create(self, tenant: TenantInfo, *, legacy_mark_adoptable: Callable[[], bool] | None = None) -> None:
         refuse_master(self, tenant)
         validate_user_name(tenant.user)
         database = quote_mysql_identifier(tenant.name)
@@ -153,10 +153,8 @@ class MySQLEngine:
             with conn.cursor() as cur:
                 existed = self._database_exists(cur, tenant.name)
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS {database} {_charset_clause()}")
-                if not existed:
-                    cur.execute(f"CREATE TABLE IF NOT EXISTS {database}.`{OWNER_TABLE}` (tenant_id BIGINT PRIMARY KEY)")
-                    cur.execute(f"INSERT IGNORE INTO {database}.`{OWNER_TABLE}` (tenant_id) VALUES (%s)", (tenant.id,))  # noqa: S608
-                check_owner(tenant, self._owners(cur, tenant.name))
+                # The mark is checked before the user is touched: nothing of another's is altered.
+                self._owner_mark_claim(cur, tenant, existed=existed, adopt_legacy=legacy_mark_adoptable)
                 self._check_user_grants(cur, tenant)
                 password = tenant_db_password(tenant.password)
                 account = (tenant.user, self.user_host, password, self.user_max_connections)
@@ -176,14 +174,23 @@ class MySQLEngine:
         return cur.fetchone() is not None
 
     @staticmethod
-    def _owners(cur: Any, name: str) -> list[int] | None:
+    def _owner_mark_claim(
+        cur: Any, tenant: TenantInfo, *, existed: bool, adopt_legacy: Callable[[], bool] | None
+    ) -> None:
         cur.execute(
-            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (name, OWNER_TABLE)
+            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (tenant.name, OWNER_TABLE),
         )
-        if cur.fetchone() is None:
-            return None
-        cur.execute(f"SELECT tenant_id FROM {quote_mysql_identifier(name)}.`{OWNER_TABLE}` ORDER BY tenant_id")  # noqa: S608
-        return [int(row[0]) for row in cur.fetchall()]
+        owner_mark_claim(
+            cur,
+            tenant=tenant,
+            table=f"{quote_mysql_identifier(tenant.name)}.`{OWNER_TABLE}`",
+            insert="INSERT IGNORE INTO",
+            param="%s",
+            existed=existed,
+            marked=cur.fetchone() is not None,
+            adopt_legacy=adopt_legacy,
+        )
 
     def _check_user_grants(self, cur: Any, tenant: TenantInfo) -> None:
         """An existing account may hold nothing but this tenant's database: never adopt another one."""
@@ -308,7 +315,9 @@ class MySQLEngine:
             except ValueError as exc:
                 raise BackupMismatchError(f"{plain.name}: unreadable backup header ({exc}).") from exc
 
-    def backup_load(self, *, tenant: TenantInfo, plain: Path) -> None:
+    def backup_load(
+        self, *, tenant: TenantInfo, plain: Path, legacy_mark_adoptable: Callable[[], bool] | None = None
+    ) -> None:
         """Load the dump into a scratch database, then swap its tables in for the tenant's.
 
         Nothing of the tenant's is touched until the dump has loaded cleanly; a failure at any
@@ -318,7 +327,7 @@ class MySQLEngine:
         scratch = _side_database(tenant.name, "restore")
         aside = _side_database(tenant.name, "previous")
         # The tenant's database, user and grant as provisioning makes them (all kept if present).
-        self.database_create(tenant)
+        self.database_create(tenant, legacy_mark_adoptable=legacy_mark_adoptable)
         conn = admin_connect(error=RestoreError)
         try:
             with conn.cursor() as cur:

@@ -10,7 +10,7 @@ import fcntl
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from io import BufferedIOBase
 from pathlib import Path
@@ -25,7 +25,7 @@ from m3saas.engines.base import (
     OWNER_TABLE,
     BackupError,
     BackupMismatchError,
-    check_owner,
+    owner_mark_claim,
     refuse_master,
 )
 from m3saas.tenancy.info import TenantInfo
@@ -60,7 +60,7 @@ class SQLiteEngine:
 
     # --- provisioning -------------------------------------------------------------------------
 
-    def database_create(self, tenant: TenantInfo) -> None:
+    def database_create(self, tenant: TenantInfo, *, legacy_mark_adoptable: Callable[[], bool] | None = None) -> None:
         refuse_master(self, tenant)
         path = _tenant_path(settings.M3SAAS_CONFIG, tenant.name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,20 +68,20 @@ class SQLiteEngine:
         conn = sqlite3.connect(path)
         try:
             with conn:
-                if not existed:
-                    conn.execute(f"CREATE TABLE IF NOT EXISTS {OWNER_TABLE} (tenant_id INTEGER PRIMARY KEY)")
-                    conn.execute(f"INSERT OR IGNORE INTO {OWNER_TABLE} (tenant_id) VALUES (?)", (tenant.id,))  # noqa: S608
-                marked = conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (OWNER_TABLE,)
-                ).fetchone()
-                owners = (
-                    [int(r[0]) for r in conn.execute(f"SELECT tenant_id FROM {OWNER_TABLE} ORDER BY tenant_id")]  # noqa: S608
-                    if marked
-                    else None
+                cur = conn.cursor()
+                cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (OWNER_TABLE,))
+                owner_mark_claim(
+                    cur,
+                    tenant=tenant,
+                    table=OWNER_TABLE,
+                    insert="INSERT OR IGNORE INTO",
+                    param="?",
+                    existed=existed,
+                    marked=cur.fetchone() is not None,
+                    adopt_legacy=legacy_mark_adoptable,
                 )
         finally:
             conn.close()
-        check_owner(tenant, owners)
 
     def database_drop(self, tenant: TenantInfo) -> None:
         refuse_master(self, tenant)
@@ -150,7 +150,11 @@ class SQLiteEngine:
             conn.close()
         return dict(rows)
 
-    def backup_load(self, *, tenant: TenantInfo, plain: Path) -> None:
+    def backup_load(
+        self, *, tenant: TenantInfo, plain: Path, legacy_mark_adoptable: Callable[[], bool] | None = None
+    ) -> None:
+        # The tenant's database as provisioning makes it; refused unless its mark is the tenant's.
+        self.database_create(tenant, legacy_mark_adoptable=legacy_mark_adoptable)
         source = sqlite3.connect(plain)
         try:
             source.execute(f'DROP TABLE "{META_TABLE}"')

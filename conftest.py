@@ -92,10 +92,17 @@ def _allow_tenant_connections(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
-    """Cached master reads must not leak from one test's (rolled back) rows into the next."""
+    """Cached master reads must not leak from one test's (rolled back) rows into the next.
+
+    The installation id too: a transactional test's flush deletes its row, and a process started
+    by the next test (a second `manage.py`) must read the same id as this one.
+    """
     from django.core.cache import cache
 
+    from m3saas.installation import installation_id_forget
+
     cache.clear()
+    installation_id_forget()
     yield
     cache.clear()
 

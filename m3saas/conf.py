@@ -125,8 +125,8 @@ class _Reader:
     def password_keys(self, key: str) -> tuple[str, ...]:
         """A non-empty list of Fernet keys (a single key may be given as a string); none when absent.
 
-        Absent, the file still serves what needs no tenant password; encrypting or reading one
-        fails then with a line naming the file and the key (`m3saas.passwords`).
+        Absent, a key derived from `dbSalt` is used (see `parse_config`); with no salt either,
+        encrypting or reading a tenant password fails with a line naming the file and the key.
         """
         value = self._lookup(key, required=False)
         if value is None:
@@ -235,18 +235,22 @@ def parse_config(source: str, data: Any) -> Config:
             username=r.string("mqtt.username", default="") or None,
             password=r.string("mqtt.password", default="") or None,
         )
+    salt = r.string("dbSalt", default="")
     return Config(
         source=source,
         embedded=False,
         sub_directory=r.string("sub_directory", default="").strip("/"),
-        db_salt=r.string("dbSalt", default=""),
+        db_salt=salt,
         database=database,
         storage_engine=storage_engine,
         collation=collation,
         backup=backup,
         mqtt=mqtt,
         var_dir=var_dir,
-        password_keys=r.password_keys(KEYS_SETTING),
+        # The configured keys, then one derived from dbSalt: a config without the key still
+        # encrypts (the master alone gives nothing without the config), and rows written that way
+        # stay readable after keys are added.
+        password_keys=(*r.password_keys(KEYS_SETTING), *((password_key_derive(salt),) if salt else ())),
     )
 
 

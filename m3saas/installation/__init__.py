@@ -27,3 +27,9 @@ def installation_id() -> str:
                 return str(row.uuid)  # not cached: the transaction may still roll back
         _cached = str(row.uuid)
     return _cached
+
+
+def installation_id_forget() -> None:
+    """Read the id again on next use (tests: a flushed master loses its row, the next use makes one)."""
+    global _cached
+    _cached = None

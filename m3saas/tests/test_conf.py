@@ -12,6 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from m3saas.conf import ConfigError, load_config
+from m3saas.passwords import password_key_derive
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "secrets" / "config.json.secret.example"
@@ -118,12 +119,22 @@ def test_manage_py_stops_with_one_line(tmp_path):
 
 
 def test_password_keys_are_read_in_order_and_one_may_be_a_plain_string(tmp_path):
-    data = example()
     first, second = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    data = example()
+    derived = password_key_derive(data["dbSalt"])
     data["tenantPasswordKeys"] = [first, second]
-    assert load_config(write(tmp_path, data)).password_keys == (first, second)
+    assert load_config(write(tmp_path, data)).password_keys == (first, second, derived)
     data["tenantPasswordKeys"] = first
-    assert load_config(write(tmp_path, data)).password_keys == (first,)
+    assert load_config(write(tmp_path, data)).password_keys == (first, derived)
+
+
+def test_without_password_keys_a_key_derived_from_the_salt_encrypts(tmp_path):
+    """The master alone still gives nothing: the key needs the config file's salt."""
+    data = example()
+    del data["tenantPasswordKeys"]
+    assert load_config(write(tmp_path, data)).password_keys == (password_key_derive(data["dbSalt"]),)
+    data["dbSalt"] = ""
+    assert load_config(write(tmp_path, data)).password_keys == ()
 
 
 def test_manage_py_stops_with_one_line_on_a_malformed_password_key(tmp_path):

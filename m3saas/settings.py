@@ -70,8 +70,10 @@ TENANT_MIGRATION_WORKERS = env.int("TENANT_MIGRATION_WORKERS", default=4)
 # MQTT: QoS 1/2 messages kept while the broker is away, and seconds to flush on exit.
 MQTT_MAX_QUEUED_MESSAGES = env.int("MQTT_MAX_QUEUED_MESSAGES", default=1000)
 MQTT_CLOSE_TIMEOUT = env.float("MQTT_CLOSE_TIMEOUT", default=2.0)
-# Master seed files (tests point it elsewhere).
-MASTER_SEEDS_DIR = Path(env.str("MASTER_SEEDS_DIR", default=str(BASE_DIR / "fixtures")))
+# Master seed files: the demo tenants (fixtures/demo/) only with the embedded default; with a
+# config file the operator's own (fixtures/*.json, none in the repository or the image).
+_seeds = BASE_DIR / "fixtures" / "demo" if M3SAAS_CONFIG.embedded else BASE_DIR / "fixtures"
+MASTER_SEEDS_DIR = Path(env.str("MASTER_SEEDS_DIR", default=str(_seeds)))
 # Host part of the tenant database users (`user@host`).
 TENANT_DB_USER_HOST = env.str("TENANT_DB_USER_HOST", default="%")
 

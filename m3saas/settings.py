@@ -157,7 +157,19 @@ M3SAAS_TENANT_DIRECTORY = "tenants.selectors.TenantDirectory"
 M3SAAS_TENANT_MODEL = "tenants.Tenant"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://m3saas")}
+# The cache every process of a deployment shares (README, "Caches and several processes"):
+# REDIS_URL (redis://host:6379/0), else any CACHE_URL django-environ reads, else this process's own.
+_redis_url = env.str("REDIS_URL", default="")
+if _redis_url:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}}
+else:
+    CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://m3saas")}
+# Installations sharing one Redis database keep apart by prefix.
+CACHES["default"]["KEY_PREFIX"] = env.str("CACHE_KEY_PREFIX", default="")
+_shared_cache = "locmem" not in CACHES["default"]["BACKEND"] and "dummy" not in CACHES["default"]["BACKEND"]
+# Milliseconds a process trusts its copy of the cache's master generation before asking a shared
+# cache again: a change elsewhere is seen within it, and most warm requests cost no round trip.
+TENANT_CACHE_GENERATION_CHECK_MS = env.int("TENANT_CACHE_GENERATION_CHECK_MS", default=500 if _shared_cache else 0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

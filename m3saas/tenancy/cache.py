@@ -3,13 +3,15 @@
 Keys carry a generation; a change to tenants, modules, dependencies or subscriptions sets a
 new generation, so every cached entry is dropped at once. With the default per-process
 cache other processes see a change after `TENANT_CACHE_TIMEOUT`; a shared cache
-(`CACHE_URL`) makes it immediate everywhere.
+(`REDIS_URL`) makes every process see it within `TENANT_CACHE_GENERATION_CHECK_MS`.
 
 In front of that cache each process keeps the values of the current generation itself: a hit
 costs no unpickling, and does not depend on the cache's size (Django's per-process default
 keeps 300 entries, which 1,000 tenants would churn through, re-reading the master on most
-requests). The generation is still read from the cache on every call, so invalidation is seen
-as before; a value lives at most `TENANT_CACHE_TIMEOUT` in this front.
+requests). A value lives at most `TENANT_CACHE_TIMEOUT` in this front. The generation is read
+from the cache on every call, or, from a shared cache, at most once per
+`TENANT_CACHE_GENERATION_CHECK_MS` (a round trip to Redis costs about as much as the rest of a
+warm request's routing); this process's own invalidations are seen at once.
 """
 
 from __future__ import annotations
@@ -29,14 +31,22 @@ _GENERATION_KEY = "m3saas:master-generation"
 # across generations, so a new generation drops every old value at once.
 _front: tuple[str, dict[str, tuple[float, Any]]] = ("", {})
 _FRONT_MAX_ENTRIES = 100_000
+# The generation last read from (or written to) the cache, and when (monotonic seconds).
+_seen: tuple[float, str] = (0.0, "")
 
 
 def _generation() -> str:
+    global _seen
+    now = time.monotonic()
+    seen_at, seen = _seen
+    if seen and now - seen_at < settings.TENANT_CACHE_GENERATION_CHECK_MS / 1000:
+        return seen
     generation = cache.get(_GENERATION_KEY)
     if generation is None:
         generation = uuid.uuid4().hex
         if not cache.add(_GENERATION_KEY, generation, timeout=None):
             generation = cache.get(_GENERATION_KEY, generation)
+    _seen = (now, str(generation))
     return str(generation)
 
 
@@ -67,7 +77,10 @@ def master_cached(key: str, compute: Callable[[], T]) -> T:
 
 
 def _generation_renew() -> None:
-    cache.set(_GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+    global _seen
+    generation = uuid.uuid4().hex
+    cache.set(_GENERATION_KEY, generation, timeout=None)
+    _seen = (time.monotonic(), generation)
 
 
 def master_cache_invalidate() -> None:

@@ -24,12 +24,15 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from conftest import IN_CI
+from tests import test_deployment
 from tests.test_deployment import _entrypoint, _environment, _get
-from tests.test_deployment import gunicorn as gunicorn_fixture  # noqa: F401 (the fixture `gunicorn`)
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("REDIS_TEST_PORT", "6379"))
 CHECK_MS = 500
+
+# test_deployment's fixture that starts the container's gunicorn, used here under its own name.
+gunicorn = test_deployment.gunicorn
 
 
 @pytest.fixture
@@ -187,3 +190,30 @@ def test_without_a_shared_cache_other_processes_route_the_old_way_until_the_time
     _upgrade_in_another_process(env)
     time.sleep(1.5)
     assert _routes(server) == (200, 404)
+
+
+@pytest.mark.django_db
+def test_a_cache_that_does_not_answer_fails_no_request(settings, make_tenant, monkeypatch, caplog):
+    """Redis down: tenants are read from the master on every request, with a warning, not a 500."""
+    import m3saas.tenancy.cache as tenancy_cache
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    # Restored after the test: the outage this test makes must not reach the next one.
+    monkeypatch.setattr(tenancy_cache, "_down_since", None)
+    monkeypatch.setattr(tenancy_cache, "_seen", (0.0, ""))
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
+        }
+    }
+    settings.TENANT_CACHE_GENERATION_CHECK_MS = CHECK_MS
+    tenant = make_tenant()
+    client = APIClient()
+    for _ in range(3):
+        response = client.get(f"/{tenant.id}/test/v1/animals")
+        assert response.status_code == 200, response.content
+    assert "The cache does not answer" in caplog.text
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -178,7 +178,7 @@ class TenantSubscriptionAdmin(SubscriptionAdmin):
         super().save_model(request, obj, form, change)
         migrate_after_commit(request, obj.tenant_id)
 
-    @admin.action(description=MOVE_ACTION)
+    @admin.action(description=MOVE_ACTION, permissions=["change"])
     def move_major_version(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> TemplateResponse | None:
         """Ask for the version, then run the upgrade of each selected subscription and show its result."""
         subscriptions = list(queryset.select_related("tenant", "module").order_by("tenant_id", "module__name"))

@@ -149,3 +149,16 @@ def test_other_edits_of_a_subscription_still_save(operator, make_tenant, setting
     response = operator.post(f"{MOVE}{sub.pk}/change/", {"tenant": other.id, "module": sub.module_id, "version": 1})
     assert response.status_code == 302
     assert Subscription.objects.get(pk=sub.pk).tenant_id == other.id
+
+
+def test_a_staff_user_who_may_only_view_subscriptions_cannot_move_them(client, tenant_with_animal):
+    from django.contrib.auth.models import Permission
+
+    viewer = User.objects.create_user("staff-viewer", password="pw-viewer-123", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_subscription"))
+    client.force_login(viewer)
+    tenant, _ = tenant_with_animal(1)
+    sub = subscription(tenant)
+    assert client.get(MOVE).status_code == 200
+    client.post(MOVE, {"action": "move_major_version", "_selected_action": [sub.pk], "apply": "1", "to_version": 2})
+    assert subscription(tenant).version == 1

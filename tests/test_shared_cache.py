@@ -6,12 +6,16 @@ each test with its own key prefix, so suites running at the same time do not mee
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -166,17 +170,72 @@ def _warm(servers: list[str]) -> None:
             assert _routes(base) == (200, 404)
 
 
-def test_a_subscription_change_reaches_every_process_within_a_second(
+def _routed_the_new_way_within_a_second(servers: list[str], committed: float) -> None:
+    for base in servers:
+        while _routes(base) != (404, 200):
+            assert time.time() - committed < 1.0, f"{base} still routes tenant 1 to test v1"
+            time.sleep(0.05)
+
+
+def test_an_upgrade_in_a_third_process_reaches_every_server_within_a_second(
     tmp_path: Path, gunicorn: Callable[[dict[str, str]], str], redis_url: str, key_prefix: str
 ) -> None:
     env = _prepared(tmp_path, REDIS_URL=redis_url, CACHE_KEY_PREFIX=key_prefix)
     servers = [gunicorn(env), gunicorn(env)]
     _warm(servers)
     committed = _upgrade_in_another_process(env)
-    for base in servers:
-        while _routes(base) != (404, 200):
-            assert time.time() - committed < 1.0, f"{base} still routes tenant 1 to test v1"
-            time.sleep(0.05)
+    _routed_the_new_way_within_a_second(servers, committed)
+
+
+class _AdminSession:
+    """A staff user's browser session on one server: cookies, and the CSRF token of each form."""
+
+    def __init__(self, base: str, username: str, password: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.post("/admin/login/?next=/admin/", {"username": username, "password": password}, form="/admin/login/")
+
+    def get(self, path: str) -> str:
+        with self.opener.open(f"{self.base}{path}", timeout=30) as response:
+            return str(response.read().decode())
+
+    def post(self, path: str, data: dict[str, Any], *, form: str) -> str:
+        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', self.get(form))
+        assert match is not None, f"no form at {form}"
+        body = urllib.parse.urlencode({"csrfmiddlewaretoken": match.group(1), **data}, doseq=True).encode()
+        referer = {"Referer": f"{self.base}{form}"}
+        request = urllib.request.Request(f"{self.base}{path}", data=body, headers=referer)  # noqa: S310 (127.0.0.1)
+        with self.opener.open(request, timeout=120) as response:
+            return str(response.read().decode())
+
+
+def test_a_move_in_one_servers_admin_reaches_the_other_server_within_a_second(
+    tmp_path: Path, gunicorn: Callable[[dict[str, str]], str], redis_url: str, key_prefix: str
+) -> None:
+    """The issue's case: an operator moves tenant 1 to test v2 in the admin served by one worker."""
+    env = _prepared(tmp_path, REDIS_URL=redis_url, CACHE_KEY_PREFIX=key_prefix)
+    operator = {"DJANGO_SUPERUSER_USERNAME": "op", "DJANGO_SUPERUSER_EMAIL": "op@example.com"}
+    made = subprocess.run(
+        [sys.executable, "manage.py", "createsuperuser", "--noinput"],
+        cwd=ROOT,
+        env={**env, **operator, "DJANGO_SUPERUSER_PASSWORD": "pw-operator-123"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    one, other = gunicorn(env), gunicorn(env)
+    _warm([one, other])
+    admin = _AdminSession(one, "op", "pw-operator-123")
+    page = admin.post(
+        "/admin/subscriptions/subscription/",
+        {"action": "move_major_version", "_selected_action": ["1"], "apply": "1", "to_version": "2"},
+        form="/admin/subscriptions/subscription/",
+    )
+    committed = time.time()
+    assert "test v1 → v2: OK" in page
+    assert _routes(one) == (404, 200)  # the process that made the change: at once
+    _routed_the_new_way_within_a_second([other], committed)
 
 
 def test_without_a_shared_cache_other_processes_route_the_old_way_until_the_timeout(

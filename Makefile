@@ -39,7 +39,7 @@ $(VENV)/.installed: requirements.txt
 ## venv: create .venv with the pinned requirements
 venv: $(VENV)/.installed
 
-## demo: migrate the master, seed the demo tenants and provision their databases
+## demo: migrate the master, seed the demo tenants (embedded default only: with CONFIG_FILE, the operator's seeds) and provision their databases
 demo: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed

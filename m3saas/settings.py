@@ -70,8 +70,10 @@ TENANT_MIGRATION_WORKERS = env.int("TENANT_MIGRATION_WORKERS", default=4)
 # MQTT: QoS 1/2 messages kept while the broker is away, and seconds to flush on exit.
 MQTT_MAX_QUEUED_MESSAGES = env.int("MQTT_MAX_QUEUED_MESSAGES", default=1000)
 MQTT_CLOSE_TIMEOUT = env.float("MQTT_CLOSE_TIMEOUT", default=2.0)
-# Master seed files (tests point it elsewhere).
-MASTER_SEEDS_DIR = Path(env.str("MASTER_SEEDS_DIR", default=str(BASE_DIR / "fixtures")))
+# Master seed files: the demo tenants (fixtures/demo/) only with the embedded default; with a
+# config file the operator's own (fixtures/*.json, none in the repository or the image).
+_seeds = BASE_DIR / "fixtures" / "demo" if M3SAAS_CONFIG.embedded else BASE_DIR / "fixtures"
+MASTER_SEEDS_DIR = Path(env.str("MASTER_SEEDS_DIR", default=str(_seeds)))
 # Host part of the tenant database users (`user@host`).
 TENANT_DB_USER_HOST = env.str("TENANT_DB_USER_HOST", default="%")
 # Connections each tenant database user may hold at once (MariaDB MAX_USER_CONNECTIONS; 0: no own
@@ -161,7 +163,19 @@ M3SAAS_TENANT_DIRECTORY = "tenants.selectors.TenantDirectory"
 M3SAAS_TENANT_MODEL = "tenants.Tenant"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://m3saas")}
+# The cache every process of a deployment shares (README, "Caches and several processes"):
+# REDIS_URL (redis://host:6379/0), else any CACHE_URL django-environ reads, else this process's own.
+_redis_url = env.str("REDIS_URL", default="")
+if _redis_url:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}}
+else:
+    CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://m3saas")}
+# Installations sharing one Redis database keep apart by prefix.
+CACHES["default"]["KEY_PREFIX"] = env.str("CACHE_KEY_PREFIX", default="")
+_shared_cache = "locmem" not in CACHES["default"]["BACKEND"] and "dummy" not in CACHES["default"]["BACKEND"]
+# Milliseconds a process trusts its copy of the cache's master generation before asking a shared
+# cache again: a change elsewhere is seen within it, and most warm requests cost no round trip.
+TENANT_CACHE_GENERATION_CHECK_MS = env.int("TENANT_CACHE_GENERATION_CHECK_MS", default=500 if _shared_cache else 0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -2,8 +2,11 @@
 
 A dependency that makes a cycle, that names a module version with no folder, or that would
 give a tenant two major versions of one module is refused, as is a subscription whose
-dependencies clash. The tenants app extends the subscription admin so that, with AUTO_MIGRATION
-on, a saved subscription migrates its tenant (`tenants.admin`).
+dependencies clash, and a change of a subscription's major version: saved as such it would give
+the tenant the new version's empty tables and hide its data. The tenants app extends the
+subscription admin so that, with AUTO_MIGRATION on, a saved subscription migrates its tenant,
+and adds the action that moves a major version the way `upgrade_subscription` does
+(`tenants.admin`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.forms import BaseInlineFormSet
 
 from subscriptions.models import Module, ModuleDependency, Subscription
@@ -76,6 +80,21 @@ class ModuleDependencyAdmin(admin.ModelAdmin):
     search_fields = ["module__name", "dependency__name"]
 
 
+MOVE_ACTION = "Move to another major version (as upgrade_subscription)"
+
+
+def major_version_change_error(*, tenant: object, module: Module, before: int, after: int) -> ValidationError | None:
+    """The refusal of an edit that would switch `module` from major `before` to `after` in place."""
+    if before == after:
+        return None
+    return ValidationError(
+        f"Tenant {tenant} is on {module.name} v{before}: changing the version here would give it empty "
+        f"v{after} tables and hide its v{before} data. Use the action “{MOVE_ACTION}” in the "
+        f"subscription list, or `manage.py upgrade_subscription <tenant> {module.name} {after}`.",
+        code="major_version_change",
+    )
+
+
 class SubscriptionForm(forms.ModelForm):
     class Meta:
         model = Subscription
@@ -86,6 +105,11 @@ class SubscriptionForm(forms.ModelForm):
         tenant, module, version = data.get("tenant"), data.get("module"), data.get("version")
         if tenant is None or module is None or version is None:
             return data
+        stored = Subscription.objects.filter(pk=self.instance.pk, tenant=tenant, module=module).first()
+        if stored is not None:
+            error = major_version_change_error(tenant=tenant, module=module, before=stored.version, after=version)
+            if error is not None:
+                raise ValidationError({"version": error})
         others = (
             Subscription.objects.filter(tenant=tenant)
             .exclude(pk=self.instance.pk)

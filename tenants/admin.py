@@ -12,14 +12,16 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
 from m3saas.fields import CLEAR_PASSWORD_MAX_LENGTH
-from subscriptions.admin import SubscriptionAdmin
-from subscriptions.models import Subscription
+from subscriptions.admin import MOVE_ACTION, SubscriptionAdmin, major_version_change_error
+from subscriptions.models import Module, Subscription
 from subscriptions.validators import subscriptions_validate
 from tenants.models import Tenant, TenantMigrationRun
 from tenants.selectors import tenant_info_from_row
@@ -30,10 +32,12 @@ from tenants.services import (
     tenant_migrate_if_pending,
     tenants_schema_mark_pending,
 )
+from tenants.upgrade import subscription_upgrade_safe
 
 
 class SubscriptionFormSet(BaseInlineFormSet):
-    """Refuses a set of subscriptions whose dependencies clash (a cycle, two majors of a module)."""
+    """Refuses a set of subscriptions whose dependencies clash (a cycle, two majors of a module),
+    and a module whose major version changes (edited, or deleted and added again)."""
 
     def clean(self) -> None:
         super().clean()
@@ -45,7 +49,18 @@ class SubscriptionFormSet(BaseInlineFormSet):
             if data.get("DELETE") or data.get("module") is None:
                 continue
             wanted.append((data["module"].name, data.get("version") or 1))
+            self.refuse_version_change(form, data["module"], data.get("version") or 1)
         subscriptions_validate(subscriptions=wanted)
+
+    def refuse_version_change(self, form: ModelForm, module: Module, version: int) -> None:
+        if self.instance.pk is None:
+            return
+        stored = Subscription.objects.filter(tenant_id=self.instance.pk, module=module).first()
+        if stored is None:
+            return
+        error = major_version_change_error(tenant=self.instance, module=module, before=stored.version, after=version)
+        if error is not None:
+            form.add_error("version", error)
 
 
 class TenantForm(ModelForm):
@@ -176,10 +191,46 @@ class TenantMigrationRunAdmin(admin.ModelAdmin):
 admin.site.unregister(Subscription)
 
 
+class MoveForm(forms.Form):
+    to_version = forms.IntegerField(min_value=1, max_value=9999, label="Move to major version")
+    drop_old = forms.BooleanField(
+        required=False, label="Then back the tenant database up and drop the old version's tables"
+    )
+
+
 @admin.register(Subscription)
 class TenantSubscriptionAdmin(SubscriptionAdmin):
-    """The subscription admin, which also brings the tenant's database up to date on save."""
+    """The subscription admin, which also brings the tenant's database up to date on save and
+    moves subscriptions to another major version the way `upgrade_subscription` does."""
+
+    actions = ["move_major_version"]
 
     def save_model(self, request: HttpRequest, obj: Subscription, form: ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
         migrate_after_commit(request, obj.tenant_id)
+
+    @admin.action(description=MOVE_ACTION, permissions=["change"])
+    def move_major_version(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> TemplateResponse | None:
+        """Ask for the version, then run the upgrade of each selected subscription and show its result."""
+        subscriptions = list(queryset.select_related("tenant", "module").order_by("tenant_id", "module__name"))
+        form = MoveForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": MOVE_ACTION,
+                "opts": self.model._meta,
+                "subscriptions": subscriptions,
+                "form": form,
+                "action": "move_major_version",
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/tenants/subscription_move.html", context)
+        for subscription in subscriptions:
+            result = subscription_upgrade_safe(
+                tenant=tenant_info_from_row(subscription.tenant),
+                module=subscription.module.name,
+                to_version=form.cleaned_data["to_version"],
+                drop_old=form.cleaned_data["drop_old"],
+            )
+            (messages.success if result.ok else messages.error)(request, result.describe())
+        return None

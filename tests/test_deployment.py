@@ -34,8 +34,8 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 ENTRYPOINT = ROOT / "bin" / "docker-entrypoint.sh"
 NGINX_CONF = (ROOT / "nginx.conf").read_text()
-# The original's services, the buffering reverse proxy in front of the app, the Celery workers,
-# their schedule and their broker.
+# The original's services, the buffering reverse proxy in front of the app, the shared cache (Redis,
+# also the Celery broker), the Celery workers and their schedule.
 EXPECTED_SERVICES = {"db", "app", "cron", "hive-mq", "adminer", "proxy", "worker", "beat", "redis"}
 APP_SERVICES = ("app", "cron", "worker", "beat")
 
@@ -163,6 +163,17 @@ def test_secret_key_is_required_from_the_environment(service):
 def test_every_environment_variable_set_for_the_app_is_read_by_the_code(service):
     unread = set(_service(service)["environment"]) - _code_env_names()
     assert not unread, f"set in docker-compose.yml but read nowhere: {sorted(unread)}"
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_app_services_share_the_redis_service_as_their_cache(service):
+    spec = _service(service)
+    assert spec["environment"]["REDIS_URL"] == "${REDIS_URL:-redis://redis:6379/0}"
+    assert spec["depends_on"]["redis"] == {"condition": "service_healthy"}
+    redis = _service("redis")
+    assert redis["image"].split(":")[0] == "redis"
+    assert "redis-cli" in redis["healthcheck"]["test"]
+    assert "6379" not in str(redis.get("ports", [])), "the cache is for the app only: not published"
 
 
 def test_app_and_cron_share_the_image():

@@ -5,8 +5,9 @@ A seed file is JSON: an object, or a list of them, each
 maps field names (or `<field>_id` for foreign keys) to values; foreign keys are given by the
 related primary key. Main records carry `id` and may carry `"__forced": true`.
 
-Master seeds are `fixtures/*.json` at the project root (`settings.MASTER_SEEDS_DIR` moves
-them); a tenant's are `modules/<name>/v<N>/fixtures/*.json` of each module version it has,
+Master seeds are the `*.json` of `settings.MASTER_SEEDS_DIR` (the demo's `fixtures/demo/`
+with the embedded default, `fixtures/` with a config file); a tenant's are
+`modules/<name>/v<N>/fixtures/*.json` of each module version it has,
 dependencies first; each folder sorted by file name.
 """
 

@@ -3,17 +3,25 @@
 Keys carry a generation; a change to tenants, modules, dependencies or subscriptions sets a
 new generation, so every cached entry is dropped at once. With the default per-process
 cache other processes see a change after `TENANT_CACHE_TIMEOUT`; a shared cache
-(`CACHE_URL`) makes it immediate everywhere.
+(`REDIS_URL`) makes every process see it within `TENANT_CACHE_GENERATION_CHECK_MS`.
 
 In front of that cache each process keeps the values of the current generation itself: a hit
 costs no unpickling, and does not depend on the cache's size (Django's per-process default
 keeps 300 entries, which 1,000 tenants would churn through, re-reading the master on most
-requests). The generation is still read from the cache on every call, so invalidation is seen
-as before; a value lives at most `TENANT_CACHE_TIMEOUT` in this front.
+requests). A value lives at most `TENANT_CACHE_TIMEOUT` in this front. The generation is read
+from the cache on every call, or, from a shared cache, at most once per
+`TENANT_CACHE_GENERATION_CHECK_MS` (a round trip to Redis costs about as much as the rest of a
+warm request's routing); this process's own invalidations are seen at once.
+
+A cache that does not answer (Redis down) fails no request: reads go to the master until it
+answers again, with a warning, and the first process to see it back starts a new generation
+(an invalidation may have been lost meanwhile).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -24,19 +32,61 @@ from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 _GENERATION_KEY = "m3saas:master-generation"
 # This process's front: (generation, {key: (monotonic deadline, value)}); replaced, never mutated
 # across generations, so a new generation drops every old value at once.
 _front: tuple[str, dict[str, tuple[float, Any]]] = ("", {})
 _FRONT_MAX_ENTRIES = 100_000
+# The generation last read from (or written to) the cache, and when (monotonic seconds).
+_seen: tuple[float, str] = (0.0, "")
+# Since when (monotonic seconds) the cache has not answered this process, or None; and when
+# to ask it again (at most once a second, so an unreachable cache does not slow every request).
+_down_since: float | None = None
+_retry_at = 0.0
+_RETRY_SECONDS = 1.0
+
+
+class _CacheDown(Exception):
+    pass
+
+
+def _ask(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a cache operation; a cache that fails (any backend's own error) raises `_CacheDown`."""
+    global _down_since, _retry_at, _seen
+    try:
+        return operation(*args, **kwargs)
+    except Exception as exc:
+        now = time.monotonic()
+        if _down_since is None:
+            logger.warning("The cache does not answer (%s): master reads are not cached until it does", exc)
+            _down_since = now
+        _retry_at = now + _RETRY_SECONDS
+        _seen = (0.0, "")
+        raise _CacheDown from exc
 
 
 def _generation() -> str:
-    generation = cache.get(_GENERATION_KEY)
+    global _seen, _down_since
+    now = time.monotonic()
+    seen_at, seen = _seen
+    if seen and now - seen_at < settings.TENANT_CACHE_GENERATION_CHECK_MS / 1000:
+        return seen
+    if _down_since is not None:
+        if now < _retry_at:
+            raise _CacheDown
+        generation = uuid.uuid4().hex
+        _ask(cache.set, _GENERATION_KEY, generation, timeout=None)
+        logger.warning("The cache answers again after %.1f s: cached master reads dropped", now - _down_since)
+        _down_since = None
+        _seen = (now, generation)
+        return generation
+    generation = _ask(cache.get, _GENERATION_KEY)
     if generation is None:
         generation = uuid.uuid4().hex
-        if not cache.add(_GENERATION_KEY, generation, timeout=None):
-            generation = cache.get(_GENERATION_KEY, generation)
+        if not _ask(cache.add, _GENERATION_KEY, generation, timeout=None):
+            generation = _ask(cache.get, _GENERATION_KEY, generation)
+    _seen = (now, str(generation))
     return str(generation)
 
 
@@ -46,7 +96,10 @@ def master_cached(key: str, compute: Callable[[], T]) -> T:
     if timeout <= 0:
         return compute()
     global _front
-    generation = _generation()
+    try:
+        generation = _generation()
+    except _CacheDown:
+        return compute()
     front_generation, front = _front
     if front_generation != generation:
         front = {}
@@ -56,10 +109,14 @@ def master_cached(key: str, compute: Callable[[], T]) -> T:
     if hit is not None and hit[0] > now:
         return hit[1]
     full_key = f"m3saas:{generation}:{key}"
-    value = cache.get(full_key)
+    try:
+        value = _ask(cache.get, full_key)
+    except _CacheDown:
+        return compute()
     if value is None:
         value = compute()
-        cache.set(full_key, value, timeout=timeout)
+        with contextlib.suppress(_CacheDown):
+            _ask(cache.set, full_key, value, timeout=timeout)
     if len(front) >= _FRONT_MAX_ENTRIES:
         front.clear()
     front[key] = (now + timeout, value)
@@ -67,7 +124,14 @@ def master_cached(key: str, compute: Callable[[], T]) -> T:
 
 
 def _generation_renew() -> None:
-    cache.set(_GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+    """Start a new generation; a cache that does not answer is left to `_generation` to renew later."""
+    global _seen
+    generation = uuid.uuid4().hex
+    try:
+        _ask(cache.set, _GENERATION_KEY, generation, timeout=None)
+    except _CacheDown:
+        return
+    _seen = (time.monotonic(), generation)
 
 
 def master_cache_invalidate() -> None:

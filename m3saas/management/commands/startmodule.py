@@ -51,10 +51,11 @@ class Command(BaseCommand):
         lines.append("Next steps:")
         if made.from_major is None:
             lines += [
-                f'  1. Register the module: add {{"id": <next id>, "name": "{name}"}} to fixtures/02_modules.json '
-                "and run `manage.py seed`, or add it in the admin (/admin/subscriptions/module/).",
+                f'  1. Register the module: add {{"id": <next id>, "name": "{name}"}} to the master seeds '
+                "(MASTER_SEEDS_DIR; the demo's fixtures/demo/02_modules.json) and run `manage.py seed`, "
+                "or add it in the admin (/admin/subscriptions/module/).",
                 '  2. Subscribe a tenant: add {"id": <next id>, "tenant": <tenant id>, "module": <module id>, '
-                f'"version": {major}}} to fixtures/03_subscriptions.json, or in the admin '
+                f'"version": {major}}} to their 03_subscriptions.json, or in the admin '
                 "(/admin/subscriptions/subscription/).",
                 "  3. Migrate the tenants: `manage.py migrate_tenants` "
                 "(or `manage.py migrate --database=<tenant name>`).",

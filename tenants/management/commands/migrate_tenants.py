@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from m3saas.commands import PlatformCommand
 from tenants.services import Seeding, TenantMigrationResult, tenants_migrate_all
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "Create missing tenant databases and apply pending module migrations to every tenant (or, with "
         "--failed, to those whose last run failed or never finished). Each result is recorded in the master "

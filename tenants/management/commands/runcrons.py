@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from m3saas.commands import TENANT_METAVAR, PlatformCommand, tenant_get
 from tenants.cron import crons_run
 
 
@@ -22,7 +23,7 @@ def _moment(value: str) -> datetime:
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "Run once a day (the system's cron): the master's backup, then for each tenant its "
         "backup and the due jobs of its modules. A job runs at most once per due day."
@@ -30,11 +31,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--now", metavar="DATE", help="Run as if it were DATE (YYYY-MM-DD or ISO date-time).")
-        parser.add_argument("--tenant", metavar="NAME", action="append", help="Only this tenant (repeatable).")
+        parser.add_argument("--tenant", metavar=TENANT_METAVAR, action="append", help="Only this tenant (repeatable).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         now = _moment(options["now"]) if options["now"] else None
-        report = crons_run(now=now, tenant_names=options["tenant"])
+        # Every named tenant is checked before anything runs (the master's backup included).
+        names = [tenant_get(ref).name for ref in options["tenant"]] if options["tenant"] else None
+        report = crons_run(now=now, tenant_names=names)
         verbose = options["verbosity"] >= 2
         for outcome in report.outcomes:
             if outcome.status == "not_due" and not verbose:

@@ -1,4 +1,4 @@
-"""The base of the project's management commands: tenant arguments, quiet `-v 0`, safe prompts.
+"""The base of the project's management commands: tenant arguments, quiet `-v 0`, `--noinput`, safe prompts.
 
 Every command that takes a tenant reads it with `tenant_get` (an id or a name, an unknown one
 is an error with exit 1); `-v 0` leaves only errors and warnings; a question asked with no one
@@ -68,15 +68,17 @@ class PlatformCommand(BaseCommand):
         with _logs_at_least(logging.WARNING):
             return super().execute(*args, **options)
 
-    @staticmethod
-    def add_noinput_argument(parser: CommandParser) -> None:
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        # On every command, so a script may pass it to any; only commands that ask read it.
         parser.add_argument(
             "--noinput",
             "--no-input",
             action="store_false",
             dest="interactive",
-            help="Do not ask for confirmation (for scripts).",
+            help="Never ask for confirmation (for scripts): go ahead.",
         )
+        return parser
 
     def confirm(self, question: str, *, interactive: bool) -> None:
         """Ask `question` on stdout, read the answer from stdin; anything but `yes` cancels.

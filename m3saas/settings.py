@@ -7,7 +7,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any
 
 from m3saas.conf import BASE_DIR, ConfigError, load_config
 from m3saas.engines import engine_for
@@ -199,9 +199,7 @@ SPECTACULAR_SETTINGS = {
 
 # Logs on stdout, every logger (Django's own included) in one format: LOG_FORMAT=auto (the
 # default) writes text lines on a terminal and one JSON object per line otherwise; json or text force it.
-_log_formatter = log_format_resolve(
-    env.choice("LOG_FORMAT", choices=LOG_FORMATS, default="auto"), cast(TextIO, sys.stdout)
-)
+_log_formatter = log_format_resolve(env.choice("LOG_FORMAT", choices=LOG_FORMATS, default="auto"), sys.stdout)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

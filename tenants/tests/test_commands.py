@@ -212,3 +212,11 @@ def test_manage_py_in_a_script_exits_non_zero_with_one_line(demo_env):
     assert restore.returncode == 1
     assert restore.stderr == f"CommandError: {NO_ONE_TO_ANSWER}\n"
     assert "Traceback" not in restore.stdout + restore.stderr
+
+
+@pytest.mark.parametrize("command", ["migrate_tenants", "runcrons", "upgrade_subscription"])
+def test_every_command_accepts_noinput_for_scripts(command, settings):
+    """Not `unrecognized arguments`: a script may pass --noinput to any of them."""
+    settings.BACKUP_REPEAT = "off"
+    args = ["--all-tenants", "test", "2"] if command == "upgrade_subscription" else []
+    assert run(command, *args, "--noinput", verbosity=0) == ("", "")

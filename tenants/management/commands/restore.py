@@ -33,7 +33,6 @@ class Command(PlatformCommand):
         parser.add_argument("--tenant", metavar=TENANT_METAVAR, required=True, help="The tenant to restore.")
         parser.add_argument("--date", metavar="YYYY-MM-DD", help="Newest backup of that day.")
         parser.add_argument("--series", metavar="HHMMSS", help="With --date: that exact backup.")
-        self.add_noinput_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         day = _date(options["date"]) if options["date"] else None

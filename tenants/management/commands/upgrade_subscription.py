@@ -28,7 +28,6 @@ class Command(PlatformCommand):
             help="Afterwards, back the tenant database up (when backups exist) and drop the old version's tables.",
         )
         parser.add_argument("--all-tenants", action="store_true", help="Move every subscriber, one at a time.")
-        self.add_noinput_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         targets: list[str] = options["targets"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
-from m3saas.exceptions import TenantNotFoundError
+from m3saas.exceptions import ApplicationError, TenantNotFoundError
 from m3saas.tenancy.directory import tenant_directory
 from m3saas.tenancy.info import TenantInfo
 
@@ -49,6 +49,8 @@ def tenant_get(reference: str) -> TenantInfo:
         return directory.get(tenant_id=int(text)) if text.isdigit() else directory.get_by_alias(text)
     except TenantNotFoundError:
         raise CommandError(f"No tenant with id or name {reference!r}.") from None
+    except ApplicationError as exc:  # e.g. subscriptions that do not resolve
+        raise CommandError(f"Tenant {reference!r}: {exc.message}") from None
 
 
 class PlatformCommand(BaseCommand):

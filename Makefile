@@ -9,7 +9,7 @@ SYSTEM_PACKAGES := pkg-config libmariadb-dev mariadb-client
 TEST_SYSTEM_PACKAGES := nginx-light
 MARIADB_CONFIG := tests/mariadb.config.json
 
-.PHONY: run serve test test-sqlite test-mariadb lint check system-deps venv demo bench bench-quick clean
+.PHONY: run serve worker beat test test-sqlite test-mariadb lint check system-deps venv demo bench bench-quick clean
 
 ## system-deps: install the build headers of mysqlclient, the MariaDB client tools and nginx for the tests (root + apt)
 system-deps:
@@ -57,6 +57,16 @@ run: demo
 serve: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" BIND_ADDRESS=$(HOST) PORT=$(PORT) bin/docker-entrypoint.sh prepare
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" BIND_ADDRESS=$(HOST) PORT=$(PORT) bin/docker-entrypoint.sh serve
+
+## worker: a Celery worker for tenant work (needs CELERY_BROKER_URL; WORKER_CONCURRENCY processes, default: CPUs)
+worker: venv
+	@test -n "$$CELERY_BROKER_URL" || { echo "make worker: set CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0 (README, 'Workers (Celery)')"; exit 2; }
+	$(VENV)/bin/celery -A m3saas.celery worker -l INFO $(if $(WORKER_CONCURRENCY),--concurrency=$(WORKER_CONCURRENCY))
+
+## beat: the schedule that starts the daily scheduled jobs at CRON_TIME on the workers (run one beat only)
+beat: venv
+	@test -n "$$CELERY_BROKER_URL" || { echo "make beat: set CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0 (README, 'Workers (Celery)')"; exit 2; }
+	$(VENV)/bin/celery -A m3saas.celery beat -l INFO
 
 ## test: the whole suite, on SQLite and on MariaDB
 test: venv

@@ -4,6 +4,8 @@
 #   prepare  wait, then `migrate`, `seed` and, with AUTO_MIGRATION, `migrate_tenants`
 #   serve    gunicorn only, configured by m3saas/gunicorn_conf.py (PORT, WEB_CONCURRENCY, ...)
 #   cron     wait, then run `manage.py runcrons` once a day (bin/cron-loop.sh)
+#   worker   wait, then a Celery worker for tenant work (CELERY_BROKER_URL; WORKER_CONCURRENCY processes)
+#   beat     the Celery schedule that starts the daily scheduled jobs at CRON_TIME (one only)
 #   anything else is run as given, e.g. `python manage.py createsuperuser`
 # Each preparation step is idempotent: a second start applies nothing new.
 set -eu
@@ -66,5 +68,10 @@ case "${1:-web}" in
         wait_for_database
         exec bin/cron-loop.sh
         ;;
+    worker)
+        wait_for_database
+        exec celery -A m3saas.celery worker -l "${LOG_LEVEL:-INFO}" --concurrency "${WORKER_CONCURRENCY:-2}"
+        ;;
+    beat) exec celery -A m3saas.celery beat -l "${LOG_LEVEL:-INFO}" ;;
     *) exec "$@" ;;
 esac

@@ -227,3 +227,30 @@ LOGGING = {
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
     },
 }
+
+# Celery (README, "Workers (Celery)"): with a broker URL, per-tenant work (migrations, backups,
+# scheduled jobs, upgrades) fans out as one task per tenant; without one it all runs in-process.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+# Where the commands read each tenant's result: the Redis broker itself, or RabbitMQ's reply queues.
+CELERY_RESULT_BACKEND = env.str(
+    "CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "rpc://"
+)
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="m3saas")
+# A task is acknowledged when it ends: a worker killed mid-task leaves it to be delivered again.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis hands an unacknowledged task to another worker after this many seconds (RabbitMQ: at once).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_EXPIRES = 7 * 24 * 3600
+# The worker logs through LOGGING above, so its records carry the tenant as the web's do.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = TIME_ZONE
+# Beat's record of the last runs, beside the other state of this installation.
+CELERY_BEAT_SCHEDULE_FILENAME = str(M3SAAS_CONFIG.var_dir / "celerybeat-schedule")
+# A task that finds a database unreachable is tried again after this many seconds, then 2x, 4x, ….
+TASK_RETRY_DELAY = env.float("TASK_RETRY_DELAY", default=5.0)
+TASK_MAX_RETRIES = env.int("TASK_MAX_RETRIES", default=8)
+# When beat starts the daily scheduled jobs (HH:MM, TIME_ZONE), as bin/cron-loop.sh's CRON_TIME.
+CRON_TIME = env.str("CRON_TIME", default="03:00")

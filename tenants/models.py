@@ -61,7 +61,8 @@ class Tenant(models.Model):
 class TenantMigrationRun(models.Model):
     """One attempt to bring a tenant's database up to date, kept in the master database.
 
-    A run with no `finished_at` was interrupted (the process died): it counts as failed.
+    A run left `running` by a process that died counts as failed; the next run of its tenant
+    closes it as failed, "Interrupted: …" (`tenants.services`).
     """
 
     class Status(models.TextChoices):

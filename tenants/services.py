@@ -4,6 +4,10 @@ Every migration of a tenant through `tenant_migrate` / `tenants_migrate_all` is 
 the master (`TenantMigrationRun`) and moves `Tenant.schema_state` to `ready` or `failed`,
 unless the tenant was changed again (marked `pending`) while it ran. Master rows are only
 written from the calling thread; worker threads touch tenant databases only.
+
+A run holds the tenant's schema lock for all of its database work, so a `running` run whose
+tenant's lock another run has taken was left by a process that died: that run closes it as
+failed, "Interrupted: …" (see `_run_finish`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from m3saas.tenancy.cache import master_cache_invalidate
 from m3saas.tenancy.connections import tenant_connection_register, tenant_connection_unregister
 from m3saas.tenancy.each import TenantOutcome, tenant_work_run, tenants_each
 from m3saas.tenancy.info import DEFAULT_BACKUP_LIMITS, TenantInfo
-from m3saas.tenancy.migrate import tenant_migrate_schema
+from m3saas.tenancy.migrate import tenant_migrate_schema, tenant_schema_lock
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
 from tenants.models import Tenant, TenantMigrationRun
@@ -70,6 +74,8 @@ class TenantMigrationResult:
     seconds: float = 0.0
     tenant_id: int | None = None
     seeded: bool = False
+    # Earlier runs of the tenant found dead (still `running` while this run held the lock).
+    interrupted: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -109,7 +115,8 @@ def tenant_provision(*, tenant: TenantInfo) -> list[str]:
     schema ready unless it changed meanwhile; seeds are not applied (see `tenant_migrate`).
     """
     started = timezone.now()
-    applied = _schema_bring_up(tenant)
+    with tenant_schema_lock(tenant):
+        applied = _schema_bring_up(tenant)
     _schema_state_set(tenant_id=tenant.id, state=State.READY, unless_changed_since=started)
     return applied
 
@@ -125,9 +132,11 @@ def tenant_migrate(
 ) -> TenantMigrationResult:
     """Provision, migrate and optionally seed one tenant; record the run; never raises for the
     tenant's own failure (it is in the result and in the run)."""
+    open_runs = _runs_open(tenant_ids=[tenant.id])
     run = _run_start(tenant_id=tenant.id, trigger=trigger)
     result = TenantMigrationResult(tenant=tenant.name, tenant_id=tenant.id)
-    _result_finish(result, tenant_work_run(_migration_work(result, seed), tenant, what="migration"))
+    work = _migration_work(result, seed, open_runs.get(tenant.id, []))
+    _result_finish(result, tenant_work_run(work, tenant, what="migration"))
     _run_finish(run, result)
     return result
 
@@ -167,12 +176,13 @@ def tenants_migrate_all(
         result = TenantMigrationResult(tenant=bare.name, tenant_id=bare.id, error=error)
         finish(_run_start(tenant_id=bare.id, trigger=trigger), result)
         failed_early.append(result)
+    open_runs = _runs_open(tenant_ids=[info.id for info in todo])
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         runs = {info.id: _run_start(tenant_id=info.id, trigger=trigger) for info in todo}
     results = {info.id: TenantMigrationResult(tenant=info.name, tenant_id=info.id) for info in todo}
 
     def work(tenant: TenantInfo) -> None:
-        _migration_work(results[tenant.id], seed)(tenant)
+        _migration_work(results[tenant.id], seed, open_runs.get(tenant.id, []))(tenant)
 
     def done(outcome: TenantOutcome[None]) -> None:
         result = results[outcome.tenant.id]
@@ -288,9 +298,10 @@ def master_migrate(*, seed: Seeding = Seeding.MAIN) -> None:
 
 
 def _schema_bring_up(tenant: TenantInfo) -> list[str]:
+    """Create the database if missing and migrate it; the caller holds the tenant's schema lock."""
     engine().database_create(tenant)
     tenant_connection_register(tenant)
-    return tenant_migrate_schema(tenant)
+    return tenant_migrate_schema(tenant, locked=True)
 
 
 def _seeds_run(alias: str, seed: Seeding) -> bool:
@@ -305,12 +316,19 @@ def _seeds_run(alias: str, seed: Seeding) -> bool:
     return True
 
 
-def _migration_work(result: TenantMigrationResult, seed: Seeding) -> Callable[[TenantInfo], None]:
-    """The tenant-database part of a migration, filling `result` as it goes (kept on a failure)."""
+def _migration_work(result: TenantMigrationResult, seed: Seeding, open_runs: list[int]) -> Callable[[TenantInfo], None]:
+    """The tenant-database part of a migration, filling `result` as it goes (kept on a failure).
+
+    `open_runs`: the tenant's runs still `running` before this one started.
+    """
 
     def work(tenant: TenantInfo) -> None:
-        result.applied = _schema_bring_up(tenant)
-        result.seeded = _seeds_run(tenant.alias, seed)
+        # Held to the end: a live run always holds it, so the open runs of a tenant whose lock
+        # this run holds belong to processes that died.
+        with tenant_schema_lock(tenant):
+            result.interrupted = open_runs
+            result.applied = _schema_bring_up(tenant)
+            result.seeded = _seeds_run(tenant.alias, seed)
 
     return work
 
@@ -324,7 +342,23 @@ def _run_start(*, tenant_id: int, trigger: str) -> TenantMigrationRun:
     return TenantMigrationRun.objects.create(tenant_id=tenant_id, trigger=trigger)
 
 
+def _runs_open(*, tenant_ids: list[int]) -> dict[int, list[int]]:
+    """The ids of the tenants' runs still `running`, by tenant."""
+    runs: dict[int, list[int]] = {}
+    rows = TenantMigrationRun.objects.filter(tenant_id__in=tenant_ids, status=TenantMigrationRun.Status.RUNNING)
+    for tenant_id, run_id in rows.order_by("id").values_list("tenant_id", "id"):
+        runs.setdefault(tenant_id, []).append(run_id)
+    return runs
+
+
 def _run_finish(run: TenantMigrationRun, result: TenantMigrationResult) -> None:
+    if result.interrupted:
+        TenantMigrationRun.objects.filter(pk__in=result.interrupted, status=TenantMigrationRun.Status.RUNNING).update(
+            status=TenantMigrationRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error=f"Interrupted: the process running this migration stopped before it finished "
+            f"(found by run {run.pk}, which then held the tenant's schema lock).",
+        )
     ok = result.ok
     TenantMigrationRun.objects.filter(pk=run.pk).update(
         status=TenantMigrationRun.Status.OK if ok else TenantMigrationRun.Status.FAILED,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.urls import re_path
 
+from m3saas.tenancy.paths import TENANT_ID_PATTERN
 from tenants.api import MasterMigrateView, TenantMigrateView
 
 urlpatterns = [
     re_path(r"^migrate(?:/(?P<action>[a-z]+))?/?$", MasterMigrateView.as_view(), name="migrate"),
     re_path(
-        r"^(?P<tenant_id>[0-9]+)/migrate(?:/(?P<action>[a-z]+))?/?$",
+        rf"^(?P<tenant_id>{TENANT_ID_PATTERN})/migrate(?:/(?P<action>[a-z]+))?/?$",
         TenantMigrateView.as_view(),
         name="tenant-migrate",
     ),

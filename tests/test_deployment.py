@@ -33,9 +33,10 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 ENTRYPOINT = ROOT / "bin" / "docker-entrypoint.sh"
 NGINX_CONF = (ROOT / "nginx.conf").read_text()
-# The original's services, and the buffering reverse proxy in front of the app.
-EXPECTED_SERVICES = {"db", "app", "cron", "hive-mq", "adminer", "proxy"}
-APP_SERVICES = ("app", "cron")
+# The original's services, the buffering reverse proxy in front of the app, the Celery workers,
+# their schedule and their broker.
+EXPECTED_SERVICES = {"db", "app", "cron", "hive-mq", "adminer", "proxy", "worker", "beat", "redis"}
+APP_SERVICES = ("app", "cron", "worker", "beat")
 
 
 def _service(name: str) -> dict[str, Any]:
@@ -526,3 +527,12 @@ def test_start_stops_at_once_without_secret_key_in_production(tmp_path):
     result = _entrypoint("prepare", env)
     assert result.returncode == 2
     assert "Set the SECRET_KEY environment variable" in result.stderr
+
+
+def test_workers_scale_and_beat_replaces_the_cron_loop_on_the_shared_redis():
+    worker = _service("worker")
+    assert "container_name" not in worker and "ports" not in worker  # `--scale worker=N` works
+    assert worker["image"] == _service("beat")["image"] == _service("app")["image"]
+    assert COMPOSE["x-app-environment"]["CELERY_BROKER_URL"] == "${CELERY_BROKER_URL:-redis://redis:6379/1}"
+    assert _service("redis")["image"] == "redis:7-alpine"
+    assert _service("cron")["profiles"] == ["cron-loop"]  # not started beside beat

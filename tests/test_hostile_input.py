@@ -121,6 +121,15 @@ def test_overlong_tenant_id_never_reaches_a_module_view_without_a_tenant(client,
     assert_refused(response, 404, "not_found")
 
 
+@pytest.mark.parametrize("tenant_id", [FIVE_THOUSAND_DIGITS, "9" * 20], ids=["5000-digits", "past-bigint"])
+def test_overlong_tenant_id_on_the_operator_migrate_route_is_404(admin_user, tenant_id):
+    """An authenticated operator's mistyped id is a 404 like any unknown route, not a 500."""
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    response = client.post(f"/{tenant_id}/migrate")
+    assert response.status_code == 404
+
+
 # Module fields take exactly what the schema says.
 
 

@@ -55,17 +55,25 @@ def tenant_work_run(work: Callable[[TenantInfo], T], tenant: TenantInfo, *, what
     outcome: TenantOutcome[T] = TenantOutcome(tenant=tenant)
     try:
         with use_tenant(tenant):
-            outcome.value = work(tenant)
-    except ApplicationError as exc:
-        logger.warning("%s of tenant %s failed: %s", what, tenant.name, exc.message)
-        outcome.error = exc.message
-    except Exception as exc:  # one tenant's failure must not stop the others
-        logger.exception("%s of tenant %s failed", what, tenant.name)
-        outcome.error = f"{type(exc).__name__}: {exc}"
+            try:
+                outcome.value = work(tenant)
+            except Exception as exc:  # logged inside the context: the line carries the tenant
+                outcome.error = _failure_log(exc, tenant, what)
+    except Exception as exc:  # the tenant's context could not be set
+        outcome.error = _failure_log(exc, tenant, what)
     finally:
         outcome.seconds = time.monotonic() - started
         tenant_connections_close()
     return outcome
+
+
+def _failure_log(exc: Exception, tenant: TenantInfo, what: str) -> str:
+    """Log one tenant's failure (one tenant's failure must not stop the others); its one-line reason."""
+    if isinstance(exc, ApplicationError):
+        logger.warning("%s of tenant %s failed: %s", what, tenant.name, exc.message)
+        return exc.message
+    logger.exception("%s of tenant %s failed", what, tenant.name)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def tenants_each(

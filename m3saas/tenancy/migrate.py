@@ -12,12 +12,14 @@ from contextlib import contextmanager
 
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.migration import Migration
 
 from m3saas.engines import engine
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.context import use_tenant
 from m3saas.tenancy.info import TenantInfo
+from m3saas.tenancy.resume import MigrationProgress, migration_resumable
 
 
 class TenantMigrationError(ApplicationError):
@@ -64,18 +66,36 @@ def tenant_migration_plan(executor: MigrationExecutor, labels: tuple[str, ...]) 
     return [f"{m.app_label}.{m.name}" for m, _ in plan]
 
 
-def tenant_migrate_schema(tenant: TenantInfo) -> list[str]:
-    """Apply the tenant's pending module migrations; return their names (`app.migration`)."""
+def tenant_migrate_schema(tenant: TenantInfo, *, locked: bool = False) -> list[str]:
+    """Apply the tenant's pending module migrations; return their names (`app.migration`).
+
+    `locked`: the caller already holds `tenant_schema_lock(tenant)`. A migration that a killed
+    process left half-applied is completed: operations whose effect is already in the database
+    are skipped (`m3saas.tenancy.resume`).
+    """
+    if not locked:
+        with tenant_schema_lock(tenant):
+            return tenant_migrate_schema(tenant, locked=True)
     alias = tenant_connection_register(tenant)
     labels = tenant.app_labels
-    with tenant_schema_lock(tenant):
-        # Planned under the lock: a migration that waited sees what the other one applied.
-        executor = MigrationExecutor(connections[alias])
-        pending = tenant_migration_plan(executor, labels)
-        if pending:
-            # Inside the tenant's context the router answers from `tenant`, not from the master.
-            with use_tenant(tenant):
-                executor.migrate(_targets(executor, labels))
+    progress = MigrationProgress(connections[alias])
+
+    def forget_recorded(action: str, migration: Migration | None = None, fake: bool | None = None, /) -> None:
+        if action == "apply_success" and migration is not None:
+            progress.forget(migration.app_label, migration.name)
+
+    # Planned under the lock: a migration that waited sees what the other one applied.
+    executor = MigrationExecutor(connections[alias], progress_callback=forget_recorded)
+    pending = tenant_migration_plan(executor, labels)
+    if pending:
+        progress.prepare(set(executor.loader.applied_migrations))
+        targets = _targets(executor, labels)
+        for migration, backwards in executor.migration_plan(targets):
+            if not backwards:
+                migration_resumable(migration, progress)
+        # Inside the tenant's context the router answers from `tenant`, not from the master.
+        with use_tenant(tenant):
+            executor.migrate(targets)
     return pending
 
 
@@ -101,6 +121,8 @@ def tenant_unmigrate_app(tenant: TenantInfo, app_label: str) -> list[str]:
         if others:
             raise TenantMigrationError(f"Migrations of {', '.join(others)} depend on {app_label}: unapply them first.")
         if plan:
+            # A resume point of a migration that is applied again later would skip its operations.
+            MigrationProgress(connections[alias]).prepare(set(executor.loader.applied_migrations))
             with use_tenant(tenant):
                 executor.migrate([(app_label, None)])
     return [f"{m.app_label}.{m.name}" for m, _ in plan]

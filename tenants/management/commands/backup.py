@@ -16,6 +16,7 @@ from tenants.backups import (
     backup_target_tenant,
     backups_create_all_tenants,
 )
+from tenants.workers import no_wait_argument_add, no_wait_check
 
 
 class Command(PlatformCommand):
@@ -29,10 +30,11 @@ class Command(PlatformCommand):
         which = parser.add_mutually_exclusive_group()
         which.add_argument("--tenant", metavar=TENANT_METAVAR, help="Back up this tenant's database.")
         which.add_argument("--all-tenants", action="store_true", help="Back up every tenant's database.")
+        no_wait_argument_add(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["all_tenants"]:
-            self.handle_all_tenants()
+            self.handle_all_tenants(options)
             return
         target = (
             backup_target_tenant(tenant=tenant_get(options["tenant"])) if options["tenant"] else backup_target_master()
@@ -44,14 +46,23 @@ class Command(PlatformCommand):
             raise CommandError(f"1 backup(s) failed: {target.database}") from exc
         self._report(target.database, result)
 
-    def handle_all_tenants(self) -> None:
+    def handle_all_tenants(self, options: dict[str, Any]) -> None:
         def show(outcome: TenantOutcome[BackupResult]) -> None:
             if outcome.value is not None:
                 self._report(outcome.tenant.name, outcome.value)
             else:
                 self.stderr.write(f"{outcome.tenant.name}: FAILED: {outcome.error}")
 
-        failed = [o.tenant.name for o in backups_create_all_tenants(on_result=show) if not o.ok]
+        if no_wait_check(options):  # a broker is configured: one task per tenant on the workers
+            from tenants.fanout import backups_fan_out
+
+            sent, outcomes = backups_fan_out(wait=not options["no_wait"], on_result=show)
+            if options["no_wait"]:
+                self.stdout.write(sent.follow_hint("the files appear in `manage.py listbackups`."))
+                return
+        else:
+            outcomes = backups_create_all_tenants(on_result=show)
+        failed = [o.tenant.name for o in outcomes if not o.ok]
         if failed:
             raise CommandError(f"{len(failed)} backup(s) failed: {', '.join(failed)}")
 

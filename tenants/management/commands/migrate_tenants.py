@@ -8,6 +8,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from m3saas.commands import PlatformCommand
 from tenants.services import Seeding, TenantMigrationResult, tenants_migrate_all
+from tenants.workers import no_wait_argument_add, no_wait_check
 
 
 class Command(PlatformCommand):
@@ -23,6 +24,7 @@ class Command(PlatformCommand):
             "--failed", action="store_true", help="Only the tenants whose last run failed or never finished."
         )
         parser.add_argument("--seed", action="store_true", help="Also apply each tenant's main seeds.")
+        no_wait_argument_add(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         done = failed = 0
@@ -52,13 +54,24 @@ class Command(PlatformCommand):
                 self.stdout.write(self.progress(0, count, 0), ending="")
                 self.stdout.flush()
 
-        results = tenants_migrate_all(
-            workers=options["workers"],
-            on_start=start,
-            on_result=report,
-            seed=Seeding.MAIN if options["seed"] else Seeding.NONE,
-            failed_only=options["failed"],
-        )
+        seed = Seeding.MAIN if options["seed"] else Seeding.NONE
+        if no_wait_check(options):  # a broker is configured: one task per tenant on the workers
+            from tenants.fanout import migrate_fan_out
+
+            sent, results = migrate_fan_out(
+                seed=seed, failed_only=options["failed"], wait=not options["no_wait"], on_start=start, on_result=report
+            )
+            if options["no_wait"]:
+                self.stdout.write(sent.follow_hint("results land in `manage.py migration_report`."))
+                return
+        else:
+            results = tenants_migrate_all(
+                workers=options["workers"],
+                on_start=start,
+                on_result=report,
+                seed=seed,
+                failed_only=options["failed"],
+            )
         if tty:
             self.stdout.write("\r\033[K", ending="")
         bad = [r.tenant for r in results if not r.ok]

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from m3saas.commands import TENANT_METAVAR, PlatformCommand, tenant_get
 from tenants.cron import crons_run
+from tenants.workers import no_wait_argument_add, no_wait_check
 
 
 def _moment(value: str) -> datetime:
@@ -32,12 +33,21 @@ class Command(PlatformCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--now", metavar="DATE", help="Run as if it were DATE (YYYY-MM-DD or ISO date-time).")
         parser.add_argument("--tenant", metavar=TENANT_METAVAR, action="append", help="Only this tenant (repeatable).")
+        no_wait_argument_add(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         now = _moment(options["now"]) if options["now"] else None
         # Every named tenant is checked before anything runs (the master's backup included).
         names = [tenant_get(ref).name for ref in options["tenant"]] if options["tenant"] else None
-        report = crons_run(now=now, tenant_names=names)
+        if no_wait_check(options):  # a broker is configured: one task per tenant on the workers
+            from tenants.fanout import crons_fan_out
+
+            sent, report = crons_fan_out(now=now, tenant_names=names, wait=not options["no_wait"])
+            if options["no_wait"]:
+                self.stdout.write(sent.follow_hint("each job's last run is kept in its tenant's database."))
+                return
+        else:
+            report = crons_run(now=now, tenant_names=names)
         verbose = options["verbosity"] >= 2
         for outcome in report.outcomes:
             if outcome.status == "not_due" and not verbose:

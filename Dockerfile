@@ -27,6 +27,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     VAR_DIR=/app/var \
+    LOG_FORMAT=json \
     STATIC_ROOT=/app/staticfiles \
     PORT=80
 WORKDIR /app

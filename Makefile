@@ -48,6 +48,9 @@ demo: venv
 ## run: serve the API (embedded SQLite default unless CONFIG_FILE says otherwise) on HOST:PORT
 run: demo
 	@echo "Serving on http://$(HOST):$(PORT)/  (try: curl http://$(HOST):$(PORT)/1/test/v1/animals)"
+	@echo "  Admin:    http://$(HOST):$(PORT)/admin/  (a login: $(PY) manage.py createsuperuser)"
+	@echo "  API docs: http://$(HOST):$(PORT)/schema/  (Swagger UI per module, e.g. /schema/test/v1/docs/)"
+	@# ---- DEMO KEY LINE (issue 14, `keys`): print the demo tenant's API key here once a command makes it ----
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## serve: what the container runs: migrate, seed (and with AUTO_MIGRATION the tenants), then gunicorn on HOST:PORT

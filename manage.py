@@ -20,11 +20,16 @@ def main() -> None:
     except ConfigError as exc:
         sys.stderr.write(f"M3SaaS cannot start: {exc}\n")
         raise SystemExit(2) from None
-    # Database-aware commands fix their --database choices when their parser is built.
+    from m3saas.startup import command_needs_database, master_database_check, one_line_errors
     from m3saas.tenancy.connections import tenant_connections_register_all
 
-    tenant_connections_register_all()
-    execute_from_command_line(sys.argv)
+    # A master database that does not answer is one line naming it, not a driver traceback.
+    with one_line_errors():
+        if command_needs_database(sys.argv):
+            master_database_check()
+        # Database-aware commands fix their --database choices when their parser is built.
+        tenant_connections_register_all()
+        execute_from_command_line(sys.argv)
 
 
 if __name__ == "__main__":

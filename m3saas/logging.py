@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from m3saas.tenancy.context import tenant_current_or_none
 
@@ -17,6 +17,30 @@ class TenantFilter(logging.Filter):
         tenant = tenant_current_or_none() or getattr(getattr(record, "request", None), "tenant", None)
         record.tenant = getattr(tenant, "id", "-") if tenant is not None else "-"
         return True
+
+
+# `LOG_FORMAT`: `auto` is text on a terminal and JSON otherwise (a file, a pipe, a container).
+LOG_FORMATS = ("auto", "json", "text", "plain")
+
+
+def log_format_resolve(choice: str, stream: TextIO) -> str:
+    """`json` or `text` for a `LOG_FORMAT` choice (`plain` is the old name of `text`)."""
+    if choice == "auto":
+        isatty = getattr(stream, "isatty", None)
+        return "text" if isatty is not None and isatty() else "json"
+    return "text" if choice == "plain" else choice
+
+
+class TextFormatter(logging.Formatter):
+    """One readable line per record; records from outside Django (gunicorn) get tenant `-`."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s [tenant=%(tenant)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "tenant"):
+            record.tenant = "-"
+        return super().format(record)
 
 
 class JsonFormatter(logging.Formatter):

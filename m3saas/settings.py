@@ -5,19 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
-import environ
-
 from m3saas.conf import BASE_DIR, ConfigError, load_config
 from m3saas.engines import engine_for
+from m3saas.env import Env
+from m3saas.logging import LOG_FORMATS, log_format_resolve
 from m3saas.modules.discovery import discover_module_apps
 
 # The parsed JSON config (m3saas.conf.Config): every other module reads it from here.
 M3SAAS_CONFIG = load_config()
 
-env = environ.Env()
+# Strict: a value that cannot be read stops start-up with one line naming the variable.
+env = Env()
 
 # Off unless asked for, even in the embedded default: error pages never show a traceback.
 DEBUG = env.bool("DEBUG", default=False)
@@ -215,13 +217,15 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# Structured logs on stdout: one JSON object per line (LOG_FORMAT=plain for reading by eye).
+# Logs on stdout, every logger (Django's own included) in one format: LOG_FORMAT=auto (the
+# default) writes text lines on a terminal and one JSON object per line otherwise; json or text force it.
+_log_formatter = log_format_resolve(env.choice("LOG_FORMAT", choices=LOG_FORMATS, default="auto"), sys.stdout)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"tenant": {"()": "m3saas.logging.TenantFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [tenant=%(tenant)s] %(message)s"},
+        "text": {"()": "m3saas.logging.TextFormatter"},
         "json": {"()": "m3saas.logging.JsonFormatter"},
     },
     "handlers": {
@@ -229,11 +233,19 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "filters": ["tenant"],
-            "formatter": env.str("LOG_FORMAT", default="json"),
+            "formatter": _log_formatter,
         },
     },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "root": {
+        "handlers": ["console"],
+        "level": env.choice("LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), default="INFO"),
+    },
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Django's own handlers (plain text on stderr) would mix a second format into the output.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
 
 # Celery (README, "Workers (Celery)"): with a broker URL, per-tenant work (migrations, backups,

@@ -443,7 +443,7 @@ def test_command_force_rewrites_main_seeds(bare_tenant):
 
 
 def test_command_unknown_database_is_an_error():
-    with pytest.raises(CommandError, match="Unknown database 'nosuchtenant'"):
+    with pytest.raises(CommandError, match="No tenant with id or name 'nosuchtenant'"):
         call_command("seed", database="nosuchtenant")
 
 

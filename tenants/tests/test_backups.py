@@ -246,7 +246,7 @@ def test_backup_command_for_one_and_all_tenants_and_listbackups(make_tenant, bac
 
 
 def test_backup_command_of_an_unknown_tenant_fails():
-    with pytest.raises(CommandError, match="No tenant named 'nosuchtenant'"):
+    with pytest.raises(CommandError, match="No tenant with id or name 'nosuchtenant'"):
         call_command("backup", tenant="nosuchtenant")
 
 

@@ -68,7 +68,7 @@ def test_old_tables_are_kept_without_drop_old(tenant_on_v1):
 def test_drop_old_removes_the_v1_tables_and_keeps_v2(tenant_on_v1, settings, tmp_path):
     settings.BACKUP_DIR = str(tmp_path)
     count = len(v1_rows(tenant_on_v1))
-    call_command("upgrade_subscription", tenant_on_v1.name, "test", "2", "--drop-old")
+    call_command("upgrade_subscription", tenant_on_v1.name, "test", "2", "--drop-old", "--noinput")
     assert "test_v1_animal" not in tables(tenant_on_v1.alias)
     assert AnimalV2.objects.using(tenant_on_v1.alias).count() == count
     assert version_of(tenant_on_v1) == 2

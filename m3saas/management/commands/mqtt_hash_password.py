@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from m3saas.commands import PlatformCommand
 from m3saas.mqtt.credentials import DEFAULT_HASH_ITERATIONS, mqtt_password_hash
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "Print base64(salt):iterations:base64(PBKDF2-HMAC-SHA512) of a password, the format of the "
         "HiveMQ file-RBAC extension's credentials.xml (password-type HASHED)."
     )
+    quiet_drops_output = False
     # Hashing needs neither the database nor the URL configuration.
     requires_system_checks: list[str] = []
 

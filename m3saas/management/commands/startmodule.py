@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from m3saas.commands import PlatformCommand
 from m3saas.modules.scaffold import Scaffolded, ScaffoldError, module_scaffold, version_parse
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "Create modules/<name>/v1/ as a working Django app with an example resource, or with "
         "--version N a copy of v<M> (--from M, default the highest) renamed to v<N>."

@@ -4,30 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from m3saas.commands import TENANT_METAVAR, PlatformCommand, tenant_get
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.each import TenantOutcome
 from tenants.backups import (
     BackupResult,
     backup_create,
-    backup_target_get,
     backup_target_master,
+    backup_target_tenant,
     backups_create_all_tenants,
 )
 from tenants.workers import no_wait_argument_add, no_wait_check
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
-        "Back up the master database (default), one tenant (--tenant NAME) or every tenant "
+        "Back up the master database (default), one tenant (--tenant ID|NAME) or every tenant "
         "(--all-tenants) into BACKUP_DIR/<database>/<database>-YYYY-MM-DD-HHMMSS.<ext>, then "
         "remove the oldest backups beyond the per-day and overall limits."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         which = parser.add_mutually_exclusive_group()
-        which.add_argument("--tenant", metavar="NAME", help="Back up this tenant's database.")
+        which.add_argument("--tenant", metavar=TENANT_METAVAR, help="Back up this tenant's database.")
         which.add_argument("--all-tenants", action="store_true", help="Back up every tenant's database.")
         no_wait_argument_add(parser)
 
@@ -35,10 +36,9 @@ class Command(BaseCommand):
         if options["all_tenants"]:
             self.handle_all_tenants(options)
             return
-        try:
-            target = backup_target_get(tenant_name=options["tenant"]) if options["tenant"] else backup_target_master()
-        except ApplicationError as exc:
-            raise CommandError(exc.message) from exc
+        target = (
+            backup_target_tenant(tenant=tenant_get(options["tenant"])) if options["tenant"] else backup_target_master()
+        )
         try:
             result = backup_create(target=target)
         except ApplicationError as exc:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from m3saas.commands import PlatformCommand
 from tenants.services import Seeding, TenantMigrationResult, tenants_migrate_all
 from tenants.workers import no_wait_argument_add, no_wait_check
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "Create missing tenant databases and apply pending module migrations to every tenant (or, with "
         "--failed, to those whose last run failed or never finished). Each result is recorded in the master "

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from m3saas.commands import PlatformCommand
 from tenants.reports import TenantMigrationStatus, tenants_migration_status
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "List the tenants whose database lacks migrations (or does not exist, or whose last migration run "
         "failed), with the missing migrations. Changes nothing."
     )
+    quiet_drops_output = False
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--all", action="store_true", help="List up-to-date tenants too.")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
+from m3saas.commands import PlatformCommand
 from m3saas.conf import BASE_DIR
 from m3saas.mqtt.credentials import (
     DEFAULT_HASH_ITERATIONS,
@@ -21,7 +22,7 @@ DEFAULT_FILE_SHOWN = "hive-mq/extensions/hivemq-file-rbac-extension/credentials.
 DEFAULT_FILE = BASE_DIR / DEFAULT_FILE_SHOWN
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "Add, update or remove one broker user per tenant (username = tenant name, scoped to "
         "<tenant name>/#) in credentials.xml, keeping the users and roles it did not create."

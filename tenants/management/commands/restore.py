@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from m3saas.commands import TENANT_METAVAR, PlatformCommand, tenant_get
 from m3saas.exceptions import ApplicationError
 from tenants.backup_files import backup_select
-from tenants.backups import backup_restore, backup_target_get
+from tenants.backups import backup_restore, backup_target_tenant
 from tenants.models import TenantMigrationRun
 from tenants.services import tenant_migrate
 
@@ -21,7 +22,7 @@ def _date(value: str) -> date:
         raise CommandError(f"--date {value!r}: use YYYY-MM-DD") from None
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "Replace a tenant's data with a backup: the newest, the newest of --date YYYY-MM-DD, "
         "or exactly --date YYYY-MM-DD --series HHMMSS, then migrate it to its modules. "
@@ -29,27 +30,21 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--tenant", metavar="NAME", required=True, help="The tenant to restore.")
+        parser.add_argument("--tenant", metavar=TENANT_METAVAR, required=True, help="The tenant to restore.")
         parser.add_argument("--date", metavar="YYYY-MM-DD", help="Newest backup of that day.")
         parser.add_argument("--series", metavar="HHMMSS", help="With --date: that exact backup.")
-        parser.add_argument(
-            "--noinput", "--no-input", action="store_false", dest="interactive", help="Do not ask for confirmation."
-        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         day = _date(options["date"]) if options["date"] else None
+        target = backup_target_tenant(tenant=tenant_get(options["tenant"]))
         try:
-            target = backup_target_get(tenant_name=options["tenant"])
             backup = backup_select(database=target.database, day=day, series=options["series"])
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
-        if options["interactive"]:
-            answer = input(
-                f"This replaces ALL data of tenant '{target.database}' with {backup.path.name}.\n"
-                "Type 'yes' to continue, or 'no' to cancel: "
-            )
-            if answer != "yes":
-                raise CommandError("Restore cancelled.")
+        self.confirm(
+            f"This replaces ALL data of tenant '{target.database}' with {backup.path.name}.",
+            interactive=options["interactive"],
+        )
         try:
             backup_restore(target=target, backup=backup)
         except ApplicationError as exc:

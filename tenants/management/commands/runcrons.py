@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from m3saas.commands import TENANT_METAVAR, PlatformCommand, tenant_get
 from tenants.cron import crons_run
 from tenants.workers import no_wait_argument_add, no_wait_check
 
@@ -23,7 +24,7 @@ def _moment(value: str) -> datetime:
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "Run once a day (the system's cron): the master's backup, then for each tenant its "
         "backup and the due jobs of its modules. A job runs at most once per due day."
@@ -31,20 +32,22 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--now", metavar="DATE", help="Run as if it were DATE (YYYY-MM-DD or ISO date-time).")
-        parser.add_argument("--tenant", metavar="NAME", action="append", help="Only this tenant (repeatable).")
+        parser.add_argument("--tenant", metavar=TENANT_METAVAR, action="append", help="Only this tenant (repeatable).")
         no_wait_argument_add(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         now = _moment(options["now"]) if options["now"] else None
+        # Every named tenant is checked before anything runs (the master's backup included).
+        names = [tenant_get(ref).name for ref in options["tenant"]] if options["tenant"] else None
         if no_wait_check(options):  # a broker is configured: one task per tenant on the workers
             from tenants.fanout import crons_fan_out
 
-            sent, report = crons_fan_out(now=now, tenant_names=options["tenant"], wait=not options["no_wait"])
+            sent, report = crons_fan_out(now=now, tenant_names=names, wait=not options["no_wait"])
             if options["no_wait"]:
                 self.stdout.write(sent.follow_hint("each job's last run is kept in its tenant's database."))
                 return
         else:
-            report = crons_run(now=now, tenant_names=options["tenant"])
+            report = crons_run(now=now, tenant_names=names)
         verbose = options["verbosity"] >= 2
         for outcome in report.outcomes:
             if outcome.status == "not_due" and not verbose:

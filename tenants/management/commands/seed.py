@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
-from m3saas.exceptions import ApplicationError, TenantNotFoundError
+from m3saas.commands import PlatformCommand, tenant_get
+from m3saas.exceptions import ApplicationError
 from m3saas.seeding import SeedAction, SeedReport, seeds_run
 from m3saas.tenancy.each import TenantOutcome
 from tenants.models import TenantMigrationRun
@@ -27,7 +28,7 @@ def describe(action: SeedAction, report: SeedReport) -> str:
     return f"{text} ({len(report.files)} file(s))"
 
 
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "Insert missing main seeds and rewrite forced ones (--force: rewrite all of them), or insert "
         "temporary seeds (--temporary), or remove them (--deseed), in the master database (default), "
@@ -45,7 +46,8 @@ class Command(BaseCommand):
         target.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
-            help="'default' (the master, the default) or a tenant's database name.",
+            metavar="default|ID|NAME",
+            help="'default' (the master, the default) or a tenant's id or name.",
         )
         target.add_argument("--all-tenants", action="store_true", help="Every tenant database, one after another.")
 
@@ -60,12 +62,13 @@ class Command(BaseCommand):
             self.handle_all_tenants(action, force)
             return
         database = options["database"]
+        if database != DEFAULT_DB_ALIAS:
+            try:
+                database = tenant_get(database).name
+            except CommandError as exc:
+                raise CommandError(f"{exc} Give 'default' for the master database.") from None
         try:
             report = seeds_run(alias=database, action=action, force=force)
-        except TenantNotFoundError:
-            raise CommandError(
-                f"Unknown database '{database}': give 'default' (the master) or a tenant's database name."
-            ) from None
         except ApplicationError as exc:
             raise CommandError(f"{database}: {exc.message}") from exc
         self.stdout.write(f"{database}: {describe(action, report)}")

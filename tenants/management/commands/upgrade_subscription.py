@@ -5,24 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from m3saas.exceptions import ApplicationError
-from m3saas.tenancy.info import TenantInfo
-from tenants.selectors import tenant_info_get, tenant_info_get_by_alias
+from m3saas.commands import PlatformCommand, tenant_get
 from tenants.upgrade import UpgradeResult, subscription_upgrade_safe, subscriptions_upgrade_all
 
 _MAJOR_RE = re.compile(r"^v?([1-9][0-9]*)$")
 
 
-def _tenant(ref: str) -> TenantInfo:
-    try:
-        return tenant_info_get(tenant_id=int(ref)) if ref.isdigit() else tenant_info_get_by_alias(ref)
-    except ApplicationError:
-        raise CommandError(f"No tenant with id or name {ref!r}.") from None
-
-
-class Command(BaseCommand):
+class Command(PlatformCommand):
     help = (
         "Move a tenant's subscription to a new major version of a module: migrate the new "
         "version's tables, run its data step (modules/<name>/v<N>/upgrade.py), then switch. "
@@ -51,17 +42,25 @@ class Command(BaseCommand):
         if match is None:
             raise CommandError(f"{version_text!r} is not a major version: give a number such as 2.")
         to_version = int(match.group(1))
+        tenant = None if options["all_tenants"] else tenant_get(targets[0])
+        if options["drop_old"]:
+            who = "every subscriber" if tenant is None else f"tenant '{tenant.name}'"
+            self.confirm(
+                f"After moving {who} to {module} v{to_version}, the old version's tables are DROPPED "
+                "(with a backup first where backups exist).",
+                interactive=options["interactive"],
+            )
 
         def report(result: UpgradeResult) -> None:
             (self.stdout if result.ok else self.stderr).write(result.describe())
 
-        if options["all_tenants"]:
+        if tenant is None:
             results = subscriptions_upgrade_all(
                 module=module, to_version=to_version, drop_old=options["drop_old"], on_result=report
             )
         else:
             result = subscription_upgrade_safe(
-                tenant=_tenant(targets[0]), module=module, to_version=to_version, drop_old=options["drop_old"]
+                tenant=tenant, module=module, to_version=to_version, drop_old=options["drop_old"]
             )
             report(result)
             results = [result]

@@ -107,7 +107,10 @@ def _schema_view(module: ModuleVersion) -> Any:
             "DESCRIPTION": (
                 f"The `{module.name}` module, major version {module.major}, as served to the tenants that "
                 f"subscribe to it under `/{{tenant_id}}/{module.name}/v{{version}}/`. Errors share one shape: "
-                '`{"error": {"code", "message"}}`.'
+                '`{"error": {"code", "message"}}`. POST, PUT, PATCH and DELETE honour an `Idempotency-Key` '
+                "header (1-255 printable ASCII characters): a retry with the key gets the first response again "
+                "(`Idempotent-Replayed: true`) for a day; another request with the key is 422, one while the "
+                "first runs is 409."
             ),
             "VERSION": str(module.major),
             # Operation ids and tags from what follows `/{tenant_id}/<module>/v{version}/`.

@@ -72,6 +72,10 @@ TENANT_MIGRATION_WORKERS = env.int("TENANT_MIGRATION_WORKERS", default=4)
 # MQTT: QoS 1/2 messages kept while the broker is away, and seconds to flush on exit.
 MQTT_MAX_QUEUED_MESSAGES = env.int("MQTT_MAX_QUEUED_MESSAGES", default=1000)
 MQTT_CLOSE_TIMEOUT = env.float("MQTT_CLOSE_TIMEOUT", default=2.0)
+# Idempotency-Key (m3saas.idempotency): seconds a key's response is replayed, and seconds a
+# claim whose request never finished blocks its key (409) before a retry may take it over.
+IDEMPOTENCY_KEY_LIFETIME = env.int("IDEMPOTENCY_KEY_LIFETIME", default=86_400)
+IDEMPOTENCY_KEY_LEASE = env.int("IDEMPOTENCY_KEY_LEASE", default=60)
 # Master seed files: the demo tenants (fixtures/demo/) only with the embedded default; with a
 # config file the operator's own (fixtures/*.json, none in the repository or the image).
 _seeds = BASE_DIR / "fixtures" / "demo" if M3SAAS_CONFIG.embedded else BASE_DIR / "fixtures"
@@ -127,6 +131,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "tenants.middleware.TenantMiddleware",
+    # Inside the tenant's context (and after whatever authenticates the caller).
+    "m3saas.idempotency.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "m3saas.urls"

@@ -1,7 +1,8 @@
 """The daily run behind `manage.py runcrons`: the master's jobs, then each tenant's.
 
 For each tenant, inside its context: the tenant database's backup, then the due jobs of each
-module it has (dependencies first). Declaring jobs and the due rules are `m3saas.cron`.
+module it has (dependencies first), then the purge of its expired idempotency keys.
+Declaring jobs and the due rules are `m3saas.cron`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from m3saas.cron import PLATFORM, JobOutcome, backup_job, jobs_run, module_jobs
+from m3saas.idempotency import idempotency_keys_purge
 from m3saas.modules.versions import module_label
 from m3saas.tenancy.context import use_tenant
 from m3saas.tenancy.each import tenants_each
@@ -23,6 +25,8 @@ from tenants.backups import backup_create, backup_target_master, backup_target_t
 from tenants.selectors import tenant_info_list
 
 logger = logging.getLogger(__name__)
+
+PURGE_JOB = "idempotency_keys_purge"
 
 
 @dataclass
@@ -72,6 +76,12 @@ def tenant_jobs_run(*, tenant: TenantInfo, now: datetime) -> list[JobOutcome]:
             outcomes.extend(
                 jobs_run(jobs=[(label, j) for j in jobs], alias=tenant.alias, database=tenant.name, now=now)
             )
+        try:
+            # Keys are also purged when the tenant next uses one; this catches tenants that stopped.
+            idempotency_keys_purge(alias=tenant.alias, now=now)
+        except Exception as exc:
+            logger.exception("purging the expired idempotency keys of tenant %s failed", tenant.name)
+            outcomes.append(JobOutcome(tenant.name, PLATFORM, PURGE_JOB, "failed", f"{type(exc).__name__}: {exc}"))
     return outcomes
 
 

@@ -50,6 +50,7 @@ def test_a_three_level_chain_is_migrated_dependencies_first(chain, make_tenant):
     engine().database_create(tenant)
     assert tenant_pending_migrations(tenant) == [
         "bookkeeping.0001_initial",
+        "bookkeeping.0002_idempotencykey",
         "test_v1.0001_initial",
         "tags_v1.0001_initial",
         "notes_v1.0001_initial",

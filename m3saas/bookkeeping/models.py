@@ -44,3 +44,24 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.module or 'platform'}:{self.job}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key` and the response it got (see `m3saas.idempotency`).
+
+    Written in the same transaction as the request's own writes, in the tenant's database, so a
+    retry after a crash that followed the commit finds it. Only the key's digest is kept: exact
+    (a case-insensitive collation would merge `A` and `a`) and of fixed length.
+    """
+
+    digest = models.CharField(max_length=64, unique=True, help_text="sha256 of the key, hex")
+    fingerprint = models.CharField(max_length=64, help_text="sha256 of the request (m3saas.idempotency)")
+    token = models.CharField(max_length=32, help_text="the claim of the request running it")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    completed = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    body = models.BinaryField(default=b"", blank=True)
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.digest[:12]}… ({'done' if self.completed else 'running'})"

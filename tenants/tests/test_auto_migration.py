@@ -229,4 +229,4 @@ def test_admin_tells_the_operator_the_database_is_ready(auto, client, drop_new_t
         },
         follow=True,
     )
-    assert "Database of tenant admin_told is ready: 1 migration(s) applied." in response.content.decode()
+    assert "Database of tenant admin_told is ready: 2 migration(s) applied." in response.content.decode()

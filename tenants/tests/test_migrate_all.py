@@ -26,7 +26,7 @@ def test_each_tenants_result_is_recorded_in_the_master(make_tenant):
     [run] = runs(tenant.id)
     assert run.status == TenantMigrationRun.Status.OK
     assert run.finished_at is not None and run.finished_at >= run.started_at
-    assert run.applied == ["bookkeeping.0001_initial", "test_v1.0001_initial"]
+    assert run.applied == ["bookkeeping.0001_initial", "bookkeeping.0002_idempotencykey", "test_v1.0001_initial"]
     assert run.error == ""
     assert Tenant.objects.get(pk=tenant.id).schema_state == Tenant.SchemaState.READY
 
@@ -132,8 +132,8 @@ def test_progress_has_a_line_per_tenant_with_counts(make_tenant, capsys):
     first, second = make_tenant(provision=False), make_tenant(provision=False)
     call_command("migrate_tenants", workers=1)
     out = capsys.readouterr().out
-    assert f"[1/2] {first.name}: OK, 2 applied" in out
-    assert f"[2/2] {second.name}: OK, 2 applied" in out
+    assert f"[1/2] {first.name}: OK, 3 applied" in out
+    assert f"[2/2] {second.name}: OK, 3 applied" in out
     assert "2 of 2 tenants migrated." in out
     assert "\r" not in out  # no progress bar when stdout is not a terminal
 
@@ -174,7 +174,7 @@ def test_report_shows_a_missing_database_without_creating_it(make_tenant, capsys
     tenant = make_tenant(provision=False)
     call_command("migration_report")
     out = capsys.readouterr().out
-    assert "database missing; 2 migration(s) to apply" in out
+    assert "database missing; 3 migration(s) to apply" in out
     assert "test_v1.0001_initial" in out
     assert not engine().database_exists(tenant)
 

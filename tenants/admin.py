@@ -14,12 +14,17 @@ from django.contrib import admin, messages
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
+from m3saas.access import key_digest, key_generate
 from subscriptions.admin import SubscriptionAdmin
 from subscriptions.models import Subscription
 from subscriptions.validators import subscriptions_validate
-from tenants.models import Tenant, TenantMigrationRun
+from tenants.api_keys import api_key_revoke
+from tenants.models import ApiKey, Tenant, TenantMigrationRun
 from tenants.selectors import tenant_info_from_row
 from tenants.services import (
     Seeding,
@@ -76,17 +81,114 @@ def report_result(request: HttpRequest, result: TenantMigrationResult | None) ->
         messages.error(request, f"Database of tenant {result.tenant} could not be prepared: {result.error}")
 
 
+_API_KEY_INLINE_FIELDS = [
+    "id",
+    "name",
+    "modules",
+    "read_only",
+    "rate_limit",
+    "expires_at",
+    "last_used_at",
+    "key_status",
+]
+
+
+class ApiKeyInline(admin.TabularInline):
+    """The tenant's keys, read-only (never a secret: only its hash is kept); made on their own page."""
+
+    model = ApiKey
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = tuple(_API_KEY_INLINE_FIELDS)
+    readonly_fields = _API_KEY_INLINE_FIELDS
+
+    @admin.display(description="status")
+    def key_status(self, obj: ApiKey) -> str:
+        return obj.status()
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Make a key (shown once, on the page that answers the save), revoke or delete keys."""
+
+    list_display = ["id", "tenant", "name", "modules", "read_only", "expires_at", "last_used_at", "key_status"]
+    list_filter = ["read_only"]
+    search_fields = ["=id", "name", "tenant__name", "=tenant__id"]
+    list_select_related = ["tenant"]
+    autocomplete_fields = ["tenant"]
+    actions = ["revoke"]
+    add_fields = ["tenant", "name", "modules", "read_only", "rate_limit", "expires_at"]
+    change_fields = ["id", *add_fields, "created_at", "last_used_at", "revoked_at", "key_status"]
+
+    @admin.display(description="status")
+    def key_status(self, obj: ApiKey) -> str:
+        return obj.status()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        if obj is None:
+            return []
+        # A key's reach is fixed when it is made: to change it, make another and revoke this one.
+        return ["id", "tenant", "modules", "read_only", "created_at", "last_used_at", "revoked_at", "key_status"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        if obj is None:
+            return self.add_fields
+        return self.change_fields
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"tenant": request.GET.get("tenant")} if request.GET.get("tenant") else {}
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: ModelForm, change: bool) -> None:
+        if not change:
+            obj.id, key = key_generate()
+            obj.digest = key_digest(key)
+            # Only the page that answers this save shows it; nothing keeps it.
+            request._api_key_made = key  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        key = getattr(request, "_api_key_made", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(
+            request,
+            "admin/tenants/apikey/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "key": key,
+                "key_id": obj.id,
+                "tenant": obj.tenant,
+                "change_url": reverse("admin:tenants_apikey_change", args=[obj.pk]),
+                "tenant_url": reverse("admin:tenants_tenant_change", args=[obj.tenant_id]),
+                "opts": self.opts,
+            },
+        )
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke the selected keys (refused from the next request on)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for row in queryset:
+            api_key_revoke(key_id=row.pk)
+        messages.success(request, f"{queryset.count()} key(s) revoked.")
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "user", "per_day_backups", "max_backups", "subscription_count", "schema_state"]
     search_fields = ["name", "user", "=id"]
     list_filter = ["schema_state", "subscriptions__module"]
     ordering = ["id"]
-    inlines = [SubscriptionInline]
+    inlines = [SubscriptionInline, ApiKeyInline]
     actions = ["migrate_now"]
     fieldsets = [
         (None, {"fields": ["name", "user", "password"]}),
         ("Backups", {"fields": ["per_day_backups", "max_backups"]}),
+        ("API", {"fields": ["rate_limit"], "description": "Make API keys on the API keys page."}),
         ("Database", {"fields": ["schema_state", "schema_state_at"]}),
     ]
 

@@ -15,6 +15,7 @@ and the check runs in `tenants.middleware.TenantMiddleware` before the module vi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -81,6 +82,8 @@ class ApiKeyInfo:
     expires_at: datetime | None = None
     revoked: bool = False
     rate_limit: RateLimit | None = None
+    # The key's tenant's own limit as the admin holds it ("": the default), read with the key.
+    tenant_rate_limit: str = ""
 
     def usable(self, *, now: datetime) -> bool:
         return not self.revoked and (self.expires_at is None or self.expires_at > now)
@@ -190,6 +193,7 @@ class RateLimit:
         return f"{self.requests}/{names[self.seconds]}"
 
 
+@functools.lru_cache(maxsize=256)
 def rate_limit_parse(text: str) -> RateLimit | None:
     """`600/min` → RateLimit(600, 60); `off` → None (no limit); anything else raises ValueError."""
     if text.strip().lower() in {"off", "none", "0"}:

@@ -109,6 +109,7 @@ def _info(row: ApiKey) -> ApiKeyInfo:
         expires_at=row.expires_at,
         revoked=row.revoked_at is not None,
         rate_limit=rate_limit_parse(row.rate_limit) if row.rate_limit else None,
+        tenant_rate_limit=row.tenant.rate_limit,
     )
 
 
@@ -116,20 +117,29 @@ def api_key_info_get(*, key_id: str) -> ApiKeyInfo | None:
     """The key with `key_id` as the platform sees it (cached), or None."""
 
     def load() -> _Lookup:
-        row = ApiKey.objects.filter(pk=key_id).first()
+        row = ApiKey.objects.select_related("tenant").filter(pk=key_id).first()
         return _Lookup(info=_info(row) if row is not None else None)
 
     return master_cached(f"apikey:{key_id}", load).info
 
 
-def tenant_rate_limit_get(*, tenant_id: int) -> RateLimit | None:
-    """The tenant's request limit: its own (admin), else `TENANT_RATE_LIMIT`; None: no limit (cached)."""
+def _tenant_limit(own: str) -> RateLimit | None:
+    limit: RateLimit | None = rate_limit_parse(own) if own else settings.TENANT_RATE_LIMIT
+    return limit
 
-    def load() -> tuple[RateLimit | None]:
-        own = Tenant.objects.filter(pk=tenant_id).values_list("rate_limit", flat=True).first()
-        return (rate_limit_parse(own) if own else settings.TENANT_RATE_LIMIT,)
 
-    return master_cached(f"tenant:rate:{tenant_id}", load)[0]
+def tenant_rate_limit_get(*, tenant_id: int, api_key: ApiKeyInfo | None = None) -> RateLimit | None:
+    """The tenant's request limit: its own (admin), else `TENANT_RATE_LIMIT`; None: no limit.
+
+    Read with the caller's key when there is one (no second look-up), else cached on its own.
+    """
+    if api_key is not None:
+        return _tenant_limit(api_key.tenant_rate_limit)
+    own = master_cached(
+        f"tenant:rate:{tenant_id}",
+        lambda: Tenant.objects.filter(pk=tenant_id).values_list("rate_limit", flat=True).first() or "",
+    )
+    return _tenant_limit(own)
 
 
 # Keys this process recorded as used recently: key id → monotonic time to record again.

@@ -47,7 +47,7 @@ class TenantMiddleware:
             api_key = self._api_key(request, tenant_id=tenant_id, module=match["module"])
             tenant = tenant_info_get(tenant_id=tenant_id)
             version = resolve_module_version(tenant, match["module"], match["version"])
-            rate_limit_hit(f"tenant:{tenant_id}", tenant_rate_limit_get(tenant_id=tenant_id))
+            rate_limit_hit(f"tenant:{tenant_id}", tenant_rate_limit_get(tenant_id=tenant_id, api_key=api_key))
             if api_key is not None:
                 rate_limit_hit(f"key:{api_key.id}", api_key.rate_limit)
             # AUTO_MIGRATION: a pending tenant is brought up to date once; otherwise no query.

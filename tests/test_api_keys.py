@@ -244,6 +244,43 @@ def test_a_keys_own_limit_applies_on_top_of_the_tenants(make_tenant, tenant_key)
     assert free.get(f"/{tenant.id}/test/v1/animals").status_code == 200
 
 
+def test_on_the_real_redis_the_window_counter_expires_and_429_says_when_to_retry(make_tenant, tenant_key, settings):
+    import socket
+    import uuid
+
+    from django.core.cache import cache
+    from django.test import override_settings
+
+    from conftest import IN_CI
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
+    except OSError:
+        if IN_CI:
+            pytest.fail("Redis not reachable at 127.0.0.1:6379 (CI=true: not skipped)")
+        pytest.skip("Redis not reachable at 127.0.0.1:6379: start redis-server to run this test")
+    tenant = make_tenant()
+    client = _client(tenant_key(tenant))
+    redis = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/0",
+        "KEY_PREFIX": f"m3saas-test-{uuid.uuid4().hex}",
+    }
+    settings.TENANT_RATE_LIMIT = RateLimit(requests=2, seconds=3600)
+    with override_settings(CACHES={"default": redis}):
+        try:
+            statuses = [client.get(f"/{tenant.id}/test/v1/animals") for _ in range(3)]
+            assert [r.status_code for r in statuses] == [200, 200, 429]
+            assert 1 <= int(statuses[-1]["Retry-After"]) <= 3600
+            counters = cache._cache.get_client().keys(f"{redis['KEY_PREFIX']}:*m3saas:rate:tenant:{tenant.id}:*")
+            assert len(counters) == 1
+            assert 0 < cache._cache.get_client().ttl(counters[0]) <= 7200
+        finally:
+            # Only this test's keys: `cache.clear()` would empty the whole Redis database.
+            for name in cache._cache.get_client().scan_iter(match=f"{redis['KEY_PREFIX']}:*"):
+                cache._cache.get_client().delete(name)
+
+
 def test_a_malformed_limit_is_refused(make_tenant):
     tenant = make_tenant(provision=False)
     from tenants.api_keys import ApiKeyError

@@ -134,10 +134,11 @@ def test_limits_hold_across_two_processes_sharing_redis(demo, tmp_path):
             pytest.fail(message + " (CI=true: not skipped)")
         pytest.skip(message)
     # A cache of this test's own (its key prefix), on the real server every process shares.
+    prefix = f"m3saas-test-{uuid.uuid4().hex}"
     (tmp_path / "redis_settings.py").write_text(
         "from m3saas.settings import *  # noqa\n"
         "CACHES = {'default': {'BACKEND': 'django.core.cache.backends.redis.RedisCache', "
-        f"'LOCATION': 'redis://{REDIS[0]}:{REDIS[1]}/0', 'KEY_PREFIX': 'm3saas-test-{uuid.uuid4().hex}'}}}}\n"
+        f"'LOCATION': 'redis://{REDIS[0]}:{REDIS[1]}/0', 'KEY_PREFIX': '{prefix}'}}}}\n"
     )
     env = {
         **demo,
@@ -147,8 +148,15 @@ def test_limits_hold_across_two_processes_sharing_redis(demo, tmp_path):
         "TENANT_RATE_LIMIT": "5/day",
     }
     key = _manage(env, "tenant_key", "create", "1").stdout.strip().splitlines()[-1]
-    first = _calls(env, key, 4)
-    second = _calls(env, key, 4)
+    try:
+        first = _calls(env, key, 4)
+        second = _calls(env, key, 4)
+    finally:
+        import redis
+
+        server = redis.Redis(host=REDIS[0], port=REDIS[1], db=0)
+        for name in server.scan_iter(match=f"{prefix}:*"):
+            server.delete(name)
     assert [line[0] for line in first] == ["200"] * 4
     assert [line[0] for line in second] == ["200", "429", "429", "429"]
     for _status, retry_after, code in second[1:]:

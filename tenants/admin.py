@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html, format_html_join
 
 from m3saas.access import key_digest, key_generate
 from subscriptions.admin import SubscriptionAdmin
@@ -79,36 +80,6 @@ def report_result(request: HttpRequest, result: TenantMigrationResult | None) ->
         messages.success(request, f"Database of tenant {result.tenant} is ready: {what}.")
     else:
         messages.error(request, f"Database of tenant {result.tenant} could not be prepared: {result.error}")
-
-
-_API_KEY_INLINE_FIELDS = [
-    "id",
-    "name",
-    "modules",
-    "read_only",
-    "rate_limit",
-    "expires_at",
-    "last_used_at",
-    "key_status",
-]
-
-
-class ApiKeyInline(admin.TabularInline):
-    """The tenant's keys, read-only (never a secret: only its hash is kept); made on their own page."""
-
-    model = ApiKey
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    fields = tuple(_API_KEY_INLINE_FIELDS)
-    readonly_fields = _API_KEY_INLINE_FIELDS
-
-    @admin.display(description="status")
-    def key_status(self, obj: ApiKey) -> str:
-        return obj.status()
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ApiKey)
@@ -183,12 +154,12 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ["name", "user", "=id"]
     list_filter = ["schema_state", "subscriptions__module"]
     ordering = ["id"]
-    inlines = [SubscriptionInline, ApiKeyInline]
+    inlines = [SubscriptionInline]
     actions = ["migrate_now"]
     fieldsets = [
         (None, {"fields": ["name", "user", "password"]}),
         ("Backups", {"fields": ["per_day_backups", "max_backups"]}),
-        ("API", {"fields": ["rate_limit"], "description": "Make API keys on the API keys page."}),
+        ("API", {"fields": ["rate_limit", "api_keys"]}),
         ("Database", {"fields": ["schema_state", "schema_state_at"]}),
     ]
 
@@ -199,7 +170,30 @@ class TenantAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
         # A renamed database or user would leave the old one behind with the tenant's data.
         fixed = ["name", "user"] if obj is not None else []
-        return [*fixed, "schema_state", "schema_state_at"]
+        return [*fixed, "schema_state", "schema_state_at", "api_keys"]
+
+    @admin.display(description="API keys")
+    def api_keys(self, obj: Tenant) -> str:
+        """The tenant's keys, never a secret (only hashes are kept), and where to make one."""
+        if obj.pk is None:
+            return "Save the tenant first."
+        rows = format_html_join(
+            "",
+            '<li><a href="{}">{}</a> {} ({}; {}{})</li>',
+            (
+                (
+                    reverse("admin:tenants_apikey_change", args=[key.pk]),
+                    key.pk,
+                    key.name or "unnamed",
+                    key.status(),
+                    key.modules or "all modules",
+                    ", read-only" if key.read_only else "",
+                )
+                for key in obj.api_keys.order_by("created_at", "id")
+            ),
+        )
+        add = reverse("admin:tenants_apikey_add")
+        return format_html('<ul>{}</ul><a href="{}?tenant={}">Add an API key</a>', rows, add, obj.pk)
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)

@@ -88,6 +88,11 @@ def test_make_demo_prints_a_ready_demo_key_and_the_same_one_every_time(demo):
     assert again.stdout.strip().splitlines()[-1] == key
     assert [line[0] for line in _calls(demo, key, 1)] == ["200"]
     assert _calls(demo, "-", 1) == [["401", "-", "not_authenticated"]]
+    # `make demo` (which `make run` runs) prints it, and `make run` shows it in its curl line.
+    makefile = (ROOT / "Makefile").read_text()
+    demo_recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "$(PY) manage.py tenant_key demo" in demo_recipe
+    assert "Authorization: Bearer $$KEY" in makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
     # The README's first curl is the one `make run` prints: with the demo key.
     readme = (ROOT / "README.md").read_text()
     assert "Authorization: Bearer" in readme.split("## Layout")[0]

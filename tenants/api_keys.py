@@ -84,7 +84,7 @@ def api_key_create(
 
 
 def api_key_revoke(*, key_id: str) -> ApiKey:
-    """Revoke the key with `key_id` (from now on it is refused); raises `NotFoundError`-like error."""
+    """Refuse the key with `key_id` from the next request on; raises `ApiKeyError` for an unknown id."""
     row = ApiKey.objects.filter(pk=key_id).first()
     if row is None:
         raise ApiKeyError(f"No API key with id {key_id!r}.")

@@ -39,18 +39,19 @@ $(VENV)/.installed: requirements.txt
 ## venv: create .venv with the pinned requirements
 venv: $(VENV)/.installed
 
-## demo: migrate the master, seed the demo tenants (embedded default only: with CONFIG_FILE, the operator's seeds) and provision their databases
+## demo: migrate the master, seed the demo tenants (embedded default only: with CONFIG_FILE, the operator's seeds), provision their databases, print the demo API key
 demo: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed
 	$(PY) manage.py migrate_tenants
+	$(PY) manage.py tenant_key demo
 
 ## run: serve the API (embedded SQLite default unless CONFIG_FILE says otherwise) on HOST:PORT
 run: demo
-	@echo "Serving on http://$(HOST):$(PORT)/  (try: curl http://$(HOST):$(PORT)/1/test/v1/animals)"
+	@KEY=$$($(PY) manage.py tenant_key demo 2>/dev/null | tail -n 1); \
+		echo "Serving on http://$(HOST):$(PORT)/  (try: curl -H 'Authorization: Bearer $$KEY' http://$(HOST):$(PORT)/1/test/v1/animals)"
 	@echo "  Admin:    http://$(HOST):$(PORT)/admin/  (a login: $(PY) manage.py createsuperuser)"
 	@echo "  API docs: http://$(HOST):$(PORT)/schema/  (Swagger UI per module, e.g. /schema/test/v1/docs/)"
-	@# ---- DEMO KEY LINE (issue 14, `keys`): print the demo tenant's API key here once a command makes it ----
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## serve: what the container runs: migrate, seed (and with AUTO_MIGRATION the tenants), then gunicorn on HOST:PORT

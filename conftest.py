@@ -152,3 +152,41 @@ def make_tenant(db: None) -> Iterator[MakeTenant]:
     yield make
     for info in created:
         tenant_database_drop(tenant=info)
+
+
+@pytest.fixture(autouse=True)
+def _module_apis_public(request: pytest.FixtureRequest) -> None:
+    """Suites marked `module_apis_public` test something other than access (routing, migrations,
+    MQTT, …) and call module APIs without a key, as `MODULE_API_ACCESS=public` allows. Every
+    other test runs with keys on, the production default; the access rules are tested in
+    tests/test_api_keys.py."""
+    if request.node.get_closest_marker("module_apis_public") is not None:
+        request.getfixturevalue("settings").MODULE_API_ACCESS = "public"
+
+
+TenantClient = Callable[..., Any]
+
+
+@pytest.fixture
+def tenant_key(db: None) -> Callable[..., str]:
+    """`tenant_key(tenant, **options)` → a new API key of `tenant` (options as `api_key_create`'s)."""
+    from tenants.api_keys import api_key_create
+    from tenants.models import Tenant
+
+    def make(tenant: TenantInfo, **options: Any) -> str:
+        return api_key_create(tenant=Tenant.objects.get(pk=tenant.id), **options)[1]
+
+    return make
+
+
+@pytest.fixture
+def tenant_client(tenant_key: Callable[..., str]) -> TenantClient:
+    """`tenant_client(tenant, **key_options)` → an `APIClient` that sends a new key of `tenant`."""
+    from rest_framework.test import APIClient
+
+    def make(tenant: TenantInfo, **options: Any) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {tenant_key(tenant, **options)}")
+        return client
+
+    return make

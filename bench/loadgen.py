@@ -32,6 +32,8 @@ class Spec:
     reconnect_every: int = 100
     seed: int = 0
     timeout: float = 30.0
+    # Sent with every request, e.g. `Authorization: Bearer <key>`.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,7 +60,7 @@ def _worker(spec: Spec, index: int, start: threading.Barrier, budget: itertools.
             served_on_conn = 0
         began = time.perf_counter()
         try:
-            conn.request("GET", path, headers={"Accept": "application/json"})
+            conn.request("GET", path, headers={"Accept": "application/json", **spec.headers})
             response = conn.getresponse()
             response.read()
             status = response.status

@@ -9,6 +9,7 @@ class M3SaaSConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here, not at the top: apps.py is loaded before the app registry is ready.
+        from m3saas import access  # noqa: F401  (registers the MODULE_API_ACCESS check)
         from m3saas.modules import checks  # noqa: F401  (registers the module checks)
         from m3saas.tenancy.connections import connection_handler_install
 

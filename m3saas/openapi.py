@@ -14,8 +14,10 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import URLPattern, URLResolver, include, path, reverse
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
 
 import m3saas
+from m3saas.access import ACCESS_PUBLIC, module_api_access, view_is_public
 from m3saas.modules.registry import ModuleVersion, module_versions
 from m3saas.modules.urls import module_urlpatterns
 from m3saas.modules.versions import VERSION_PART
@@ -45,8 +47,26 @@ ERROR_SCHEMA = {
 }
 
 
+# The tenant API key, as Swagger UI's "Authorize" sends it: `Authorization: Bearer <key>`.
+API_KEY_SCHEME_NAME = "TenantApiKey"
+API_KEY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "m3s_<id>_<secret>",
+    "description": (
+        "A key of the tenant in the path (`manage.py tenant_key create <tenant>` or the admin). "
+        "`Authorization: Api-Key <key>` works too."
+    ),
+}
+_REFUSALS = (
+    ("401", "No API key, or not a usable key of this tenant"),
+    ("403", "The key may not call this module, or may only read"),
+    ("429", "Over the tenant's or the key's rate limit; `Retry-After` says when to retry"),
+)
+
+
 class ModuleAutoSchema(AutoSchema):
-    """Documents the platform's path parameters and tags each operation with its module version."""
+    """Documents the platform's path parameters and API keys, and tags each operation with its module version."""
 
     def _module_version(self) -> tuple[str, int] | None:
         match = _VIEW_MODULE_RE.match(type(self.view).__module__)
@@ -55,6 +75,24 @@ class ModuleAutoSchema(AutoSchema):
     def get_tags(self) -> list[str]:
         found = self._module_version()
         return [f"{found[0]} v{found[1]}"] if found else super().get_tags()
+
+    def _is_public(self) -> bool:
+        return view_is_public(type(self.view)) or module_api_access() == ACCESS_PUBLIC
+
+    def get_auth(self) -> list[dict[str, list[str]]]:
+        if self._module_version() is None:
+            auths: list[dict[str, list[str]]] = super().get_auth()
+            return auths
+        self.registry.register_on_missing(
+            ResolvedComponent(
+                name=API_KEY_SCHEME_NAME,
+                type=ResolvedComponent.SECURITY_SCHEMA,
+                object=API_KEY_SCHEME_NAME,
+                schema=API_KEY_SCHEME,
+            )
+        )
+        # `{}`: the key is optional where the view is public.
+        return [{API_KEY_SCHEME_NAME: []}, {}] if self._is_public() else [{API_KEY_SCHEME_NAME: []}]
 
     def _resolve_path_parameters(self, variables: list[str]) -> list[dict[str, Any]]:
         parameters: list[dict[str, Any]] = super()._resolve_path_parameters(variables)
@@ -76,9 +114,11 @@ class ModuleAutoSchema(AutoSchema):
     def _get_response_bodies(self, direction: Literal["request", "response"] = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
         error = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        refusals = _REFUSALS if self._module_version() is not None else ()
         for status, description in (
             ("404", "Unknown tenant, module, version or object"),
             ("400", "Invalid or malformed request"),
+            *refusals,
         ):
             responses.setdefault(status, {"description": description, **error})
         return responses

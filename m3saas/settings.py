@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import environ
+
+from m3saas.access import ACCESS_KEYS, module_api_access_parse, rate_limit_parse
 from m3saas.conf import BASE_DIR, ConfigError, load_config
 from m3saas.engines import engine_for
 from m3saas.env import Env
@@ -72,6 +75,16 @@ TENANT_MIGRATION_WORKERS = env.int("TENANT_MIGRATION_WORKERS", default=4)
 # MQTT: QoS 1/2 messages kept while the broker is away, and seconds to flush on exit.
 MQTT_MAX_QUEUED_MESSAGES = env.int("MQTT_MAX_QUEUED_MESSAGES", default=1000)
 MQTT_CLOSE_TIMEOUT = env.float("MQTT_CLOSE_TIMEOUT", default=2.0)
+# Module APIs need a tenant API key unless a view is @public_api; `public` opens them all. Requests
+# per tenant and time window, unless the tenant's own limit (admin) says otherwise (m3saas/access.py).
+try:
+    MODULE_API_ACCESS = module_api_access_parse(env.str("MODULE_API_ACCESS", default=ACCESS_KEYS))
+except ValueError as _exc:
+    raise ConfigError(f"MODULE_API_ACCESS: {_exc}") from None
+try:
+    TENANT_RATE_LIMIT = rate_limit_parse(env.str("TENANT_RATE_LIMIT", default="600/min"))
+except ValueError as _exc:
+    raise ConfigError(f"TENANT_RATE_LIMIT: {_exc}") from None
 # Idempotency-Key (m3saas.idempotency): seconds a key's response is replayed, and seconds a
 # claim whose request never finished blocks its key (409) before a retry may take it over.
 IDEMPOTENCY_KEY_LIFETIME = env.int("IDEMPOTENCY_KEY_LIFETIME", default=86_400)

@@ -16,14 +16,19 @@ from django.contrib.admin import helpers
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html, format_html_join
 
+from m3saas.access import key_digest, key_generate
 from m3saas.fields import CLEAR_PASSWORD_MAX_LENGTH
 from subscriptions.admin import MOVE_ACTION, SubscriptionAdmin, major_version_change_error
 from subscriptions.models import Module, Subscription
 from subscriptions.validators import subscriptions_validate
-from tenants.models import Tenant, TenantMigrationRun
+from tenants.api_keys import api_key_revoke
+from tenants.models import ApiKey, Tenant, TenantMigrationRun
 from tenants.selectors import tenant_info_from_row
 from tenants.services import (
     Seeding,
@@ -122,6 +127,72 @@ def report_result(request: HttpRequest, result: TenantMigrationResult | None) ->
         messages.error(request, f"Database of tenant {result.tenant} could not be prepared: {result.error}")
 
 
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Make a key (shown once, on the page that answers the save), revoke or delete keys."""
+
+    list_display = ["id", "tenant", "name", "modules", "read_only", "expires_at", "last_used_at", "key_status"]
+    list_filter = ["read_only"]
+    search_fields = ["=id", "name", "tenant__name", "=tenant__id"]
+    list_select_related = ["tenant"]
+    autocomplete_fields = ["tenant"]
+    actions = ["revoke"]
+    add_fields = ["tenant", "name", "modules", "read_only", "rate_limit", "expires_at"]
+    change_fields = ["id", *add_fields, "created_at", "last_used_at", "revoked_at", "key_status"]
+
+    @admin.display(description="status")
+    def key_status(self, obj: ApiKey) -> str:
+        return obj.status()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        if obj is None:
+            return []
+        # A key's reach is fixed when it is made: to change it, make another and revoke this one.
+        return ["id", "tenant", "modules", "read_only", "created_at", "last_used_at", "revoked_at", "key_status"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        if obj is None:
+            return self.add_fields
+        return self.change_fields
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"tenant": request.GET.get("tenant")} if request.GET.get("tenant") else {}
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: ModelForm, change: bool) -> None:
+        if not change:
+            obj.id, key = key_generate()
+            obj.digest = key_digest(key)
+            # Only the page that answers this save shows it; nothing keeps it.
+            request._api_key_made = key  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        key = getattr(request, "_api_key_made", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(
+            request,
+            "admin/tenants/apikey/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "key": key,
+                "key_id": obj.id,
+                "tenant": obj.tenant,
+                "change_url": reverse("admin:tenants_apikey_change", args=[obj.pk]),
+                "tenant_url": reverse("admin:tenants_tenant_change", args=[obj.tenant_id]),
+                "opts": self.opts,
+            },
+        )
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke the selected keys (refused from the next request on)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for row in queryset:
+            api_key_revoke(key_id=row.pk)
+        messages.success(request, f"{queryset.count()} key(s) revoked.")
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     form = TenantForm
@@ -134,6 +205,7 @@ class TenantAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "user", "password"]}),
         ("Backups", {"fields": ["per_day_backups", "max_backups"]}),
+        ("API", {"fields": ["rate_limit", "api_keys"]}),
         ("Database", {"fields": ["schema_state", "schema_state_at"]}),
     ]
 
@@ -144,7 +216,30 @@ class TenantAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
         # A renamed database or user would leave the old one behind with the tenant's data.
         fixed = ["name", "user"] if obj is not None else []
-        return [*fixed, "schema_state", "schema_state_at"]
+        return [*fixed, "schema_state", "schema_state_at", "api_keys"]
+
+    @admin.display(description="API keys")
+    def api_keys(self, obj: Tenant) -> str:
+        """The tenant's keys, never a secret (only hashes are kept), and where to make one."""
+        if obj.pk is None:
+            return "Save the tenant first."
+        rows = format_html_join(
+            "",
+            '<li><a href="{}">{}</a> {} ({}; {}{})</li>',
+            (
+                (
+                    reverse("admin:tenants_apikey_change", args=[key.pk]),
+                    key.pk,
+                    key.name or "unnamed",
+                    key.status(),
+                    key.modules or "all modules",
+                    ", read-only" if key.read_only else "",
+                )
+                for key in obj.api_keys.order_by("created_at", "id")
+            ),
+        )
+        add = reverse("admin:tenants_apikey_add")
+        return format_html('<ul>{}</ul><a href="{}?tenant={}">Add an API key</a>', rows, add, obj.pk)
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)

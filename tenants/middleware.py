@@ -1,4 +1,5 @@
-"""Resolve `/{tenant_id}/{module}/v{version}/…`, check the subscription, set the tenant context."""
+"""Resolve `/{tenant_id}/{module}/v{version}/…`, check the caller's API key, the subscription and
+the rate limits, set the tenant context."""
 
 from __future__ import annotations
 
@@ -6,7 +7,19 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 
+from m3saas.access import (
+    ACCESS_PUBLIC,
+    ApiKeyInfo,
+    KeyNotAllowedError,
+    NotAuthenticatedError,
+    ThrottledError,
+    key_from_header,
+    module_api_access,
+    rate_limit_hit,
+    view_is_public,
+)
 from m3saas.api import error_response
 from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.connections import (
@@ -17,6 +30,7 @@ from m3saas.tenancy.connections import (
 from m3saas.tenancy.context import use_tenant
 from m3saas.tenancy.ownership import tenant_owner_verify
 from m3saas.tenancy.paths import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
+from tenants.api_keys import api_key_authenticate, tenant_rate_limit_get
 from tenants.selectors import tenant_info_get
 from tenants.services import tenant_ready_ensure
 
@@ -32,15 +46,22 @@ class TenantMiddleware:
         match = self.path_regex.match(request.path_info)
         if match is None or match["module"] in PLATFORM_SEGMENTS:
             return self.get_response(request)
+        tenant_id = int(match["tenant"])
         try:
-            tenant = tenant_info_get(tenant_id=int(match["tenant"]))
+            # First: a caller without this tenant's key learns nothing of the tenant or its modules.
+            api_key = self._api_key(request, tenant_id=tenant_id, module=match["module"])
+            tenant = tenant_info_get(tenant_id=tenant_id)
             version = resolve_module_version(tenant, match["module"], match["version"])
+            rate_limit_hit(f"tenant:{tenant_id}", tenant_rate_limit_get(tenant_id=tenant_id, api_key=api_key))
+            if api_key is not None:
+                rate_limit_hit(f"key:{api_key.id}", api_key.rate_limit)
             # Only a ready tenant is served (AUTO_MIGRATION brings a pending one up once); no query.
             tenant = tenant_ready_ensure(tenant=tenant)
             # Here, not in `use_tenant`: a password no configured key opens is a JSON 503.
             tenant_connection_register(tenant)
         except ApplicationError as exc:
-            return error_response(exc)
+            return self._refused(exc)
+        request.api_key = api_key  # type: ignore[attr-defined]
         request.tenant = tenant  # type: ignore[attr-defined]
         request.module_version = version  # type: ignore[attr-defined]
         # Close first, so that this request's own connection never takes the thread past the bound.
@@ -54,3 +75,40 @@ class TenantMiddleware:
                 return self.get_response(request)
         finally:
             tenant_connections_trim(keep=tenant.alias)
+
+    def _api_key(self, request: HttpRequest, *, tenant_id: int, module: str) -> ApiKeyInfo | None:
+        """The caller's key for this tenant, or None where no key is needed; raises 401/403.
+
+        A key that is sent must be valid, even where none is needed. A key's limits (modules,
+        read-only) narrow what it opens, never what is open to anyone.
+        """
+        sent = key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+        if sent is None:
+            if module_api_access() == ACCESS_PUBLIC or self._view_is_public(request):
+                return None
+            raise NotAuthenticatedError()
+        if not sent:
+            raise NotAuthenticatedError()
+        api_key = api_key_authenticate(key=sent, tenant_id=tenant_id)
+        if not api_key.allows(module=module, method=request.method or "GET") and not (
+            module_api_access() == ACCESS_PUBLIC or self._view_is_public(request)
+        ):
+            raise KeyNotAllowedError()
+        return api_key
+
+    @staticmethod
+    def _view_is_public(request: HttpRequest) -> bool:
+        try:
+            found = resolve(request.path_info, getattr(request, "urlconf", None))
+        except Resolver404:
+            return False
+        return view_is_public(found.func)
+
+    @staticmethod
+    def _refused(exc: ApplicationError) -> HttpResponse:
+        response = error_response(exc)
+        if isinstance(exc, NotAuthenticatedError):
+            response["WWW-Authenticate"] = 'Bearer realm="api"'
+        elif isinstance(exc, ThrottledError):
+            response["Retry-After"] = str(exc.retry_after)
+        return response

@@ -1,12 +1,32 @@
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from m3saas.access import KEY_ID_LENGTH, KEY_PREFIX, RATE_LIMIT_HELP, key_generate, rate_limit_parse
 from m3saas.engines import validate_not_master
 from m3saas.fields import EncryptedPasswordField
 from m3saas.identifiers import validate_database_name, validate_user_name
 from m3saas.tenancy.info import DEFAULT_BACKUP_LIMITS
+
+_MODULE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def validate_rate_limit(value: str) -> None:
+    try:
+        rate_limit_parse(value)
+    except ValueError:
+        raise ValidationError(f"Give {RATE_LIMIT_HELP}.") from None
+
+
+def validate_module_list(value: str) -> None:
+    for name in (part.strip() for part in value.split(",")):
+        if name and not _MODULE_NAME_RE.match(name):
+            raise ValidationError(f"{name!r} is not a module name.")
 
 
 class Tenant(models.Model):
@@ -48,6 +68,13 @@ class Tenant(models.Model):
         help_text="Whether the database is up to date with the tenant's modules; pending after a change.",
     )
     schema_state_at = models.DateTimeField(default=timezone.now, help_text="When schema_state last changed.")
+    rate_limit = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        validators=[validate_rate_limit],
+        help_text="Requests per period for this tenant, e.g. 600/min, or off; blank: TENANT_RATE_LIMIT.",
+    )
 
     class Meta:
         ordering = ["id"]
@@ -93,3 +120,56 @@ class TenantMigrationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.status} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+def _api_key_id() -> str:
+    return key_generate()[0]
+
+
+class ApiKey(models.Model):
+    """A tenant's API key: only its SHA-256 is kept; the key itself is shown once when made.
+
+    `last_used_at` is written at most once a minute per key (see `m3saas.access.key_mark_used`).
+    """
+
+    id = models.CharField(primary_key=True, max_length=KEY_ID_LENGTH, default=_api_key_id, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True, default="")
+    digest = models.CharField(max_length=64, editable=False)
+    modules = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        validators=[validate_module_list],
+        help_text="Comma-separated module names this key may call; blank: every module of the tenant.",
+    )
+    read_only = models.BooleanField(default=False, help_text="Only GET, HEAD and OPTIONS.")
+    rate_limit = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        validators=[validate_rate_limit],
+        help_text="This key's own limit on top of the tenant's, e.g. 60/min; blank: the tenant's only.",
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Blank: never expires.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["tenant_id", "created_at", "id"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{KEY_PREFIX}_{self.id}_… ({self.name or 'unnamed'})"
+
+    @property
+    def module_list(self) -> tuple[str, ...]:
+        return tuple(m for m in (part.strip() for part in self.modules.split(",")) if m)
+
+    def status(self, *, now: datetime | None = None) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (now or timezone.now()):
+            return "expired"
+        return "active"

@@ -18,7 +18,7 @@ from m3saas.passwords import passwords_equal
 from m3saas.tenancy.cache import master_cache_invalidate
 from subscriptions.models import ModuleDependency, Subscription
 from subscriptions.selectors import dependency_graph, dependents_of
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 from tenants.services import tenants_schema_mark_pending
 
 
@@ -48,3 +48,9 @@ def dependency_saved(instance: ModuleDependency, **kwargs: Any) -> None:
     modules = dependents_of(instance.module.name, dependency_graph())
     tenant_ids = Subscription.objects.filter(module__name__in=modules).values_list("tenant_id", flat=True)
     tenants_schema_mark_pending(tenant_ids=list(tenant_ids))
+
+
+@receiver([post_save, post_delete], sender=ApiKey, dispatch_uid="tenants_api_key_cache_invalidate")
+def api_key_changed(**kwargs: Any) -> None:
+    """A made, revoked or deleted key takes effect on the next request (cached key records drop)."""
+    master_cache_invalidate()

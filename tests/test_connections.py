@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from m3saas.passwords import password_encrypt
 from m3saas.tenancy.connections import TENANT_MARK, is_tenant_alias, tenant_connection_unregister
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 
 def open_tenant_connections() -> int:

@@ -17,7 +17,7 @@ from subscriptions.services import module_dependency_create
 from tenants.services import tenant_subscribe
 from tenants.tests.helpers import tables
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 
 def depend(module: str, dependency: str, version: int = 1) -> ModuleDependency:

@@ -349,15 +349,31 @@ def _environment(**extra: str) -> dict[str, str]:
     return env
 
 
+def _api_key(env: dict[str, str], tenant: str) -> str:
+    """A new API key of `tenant`, made as an operator makes one (`manage.py tenant_key create`)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "tenant_key", "create", tenant],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
 def _entrypoint(mode: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ENTRYPOINT), mode], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
     )
 
 
-def _get(url: str) -> tuple[int, Any]:
+def _get(url: str, key: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (http://127.0.0.1 only)
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:  # noqa: S310
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -414,9 +430,11 @@ def test_start_sequence_is_idempotent_and_gunicorn_serves_the_demo_tenant(tmp_pa
 
     base = gunicorn(env)
     assert _get(f"{base}/health") == (200, {"status": "ok", "version": _version(), "checks": _ok_checks()})
-    status, animals = _get(f"{base}/1/test/v1/animals")
+    key = _api_key(env, "1")
+    status, animals = _get(f"{base}/1/test/v1/animals", key)
     assert status == 200 and isinstance(animals, list)
-    status, body = _get(f"{base}/1/test/v1/no-such-thing")
+    assert _get(f"{base}/1/test/v1/animals")[0] == 401
+    status, body = _get(f"{base}/1/test/v1/no-such-thing", key)
     assert status == 404 and body["error"]["code"] == "not_found"
 
 
@@ -494,18 +512,19 @@ def test_gunicorn_on_mariadb_serves_turns_503_when_the_server_goes_and_recovers(
         assert "1 of 1 tenants migrated" in second.stdout
 
         base = gunicorn(env)
+        key = _api_key(env, "7")
         assert _get(f"{base}/health")[0] == 200
-        assert _get(f"{base}/7/test/v1/animals")[0] == 200
+        assert _get(f"{base}/7/test/v1/animals", key)[0] == 200
 
         proxy.cut()
         status, body = _get(f"{base}/health")
         assert status == 503 and body["checks"]["database"] == "unavailable"
-        status, body = _get(f"{base}/7/test/v1/animals")
+        status, body = _get(f"{base}/7/test/v1/animals", key)
         assert status == 503 and body["error"]["code"] == "database_unavailable"
 
         proxy.restore()
         assert _get(f"{base}/health")[0] == 200
-        assert _get(f"{base}/7/test/v1/animals")[0] == 200
+        assert _get(f"{base}/7/test/v1/animals", key)[0] == 200
     finally:
         proxy.cut()
         for statement in (

@@ -16,7 +16,7 @@ from m3saas.logging import JsonFormatter, TenantFilter
 from modules.test.v1.views import AnimalListView
 from tests.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 
 @pytest.fixture

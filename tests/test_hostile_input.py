@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from m3saas.parsers import MAX_JSON_DEPTH
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 MANY_PARAMETERS = "&".join(f"p{i}=1" for i in range(1_001))
 FIVE_THOUSAND_DIGITS = "7" * 5_000

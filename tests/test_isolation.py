@@ -12,27 +12,41 @@ from modules.test.v1.models import Animal
 pytestmark = pytest.mark.django_db
 
 
-def test_tenants_never_see_each_others_rows(make_tenant):
+def test_tenants_never_see_each_others_rows(make_tenant, tenant_client):
     first, second = make_tenant(), make_tenant()
-    client = APIClient()
-    assert client.post(f"/{first.id}/test/v1/animals", {"name": "first-cat"}).status_code == 201
-    assert client.post(f"/{second.id}/test/v1/animals", {"name": "second-dog"}).status_code == 201
-    assert [a["name"] for a in client.get(f"/{first.id}/test/v1/animals").json()] == ["first-cat"]
-    assert [a["name"] for a in client.get(f"/{second.id}/test/v1/animals").json()] == ["second-dog"]
+    first_client, second_client = tenant_client(first), tenant_client(second)
+    assert first_client.post(f"/{first.id}/test/v1/animals", {"name": "first-cat"}).status_code == 201
+    assert second_client.post(f"/{second.id}/test/v1/animals", {"name": "second-dog"}).status_code == 201
+    assert [a["name"] for a in first_client.get(f"/{first.id}/test/v1/animals").json()] == ["first-cat"]
+    assert [a["name"] for a in second_client.get(f"/{second.id}/test/v1/animals").json()] == ["second-dog"]
     assert list(Animal.objects.using(first.alias).values_list("name", flat=True)) == ["first-cat"]
     assert list(Animal.objects.using(second.alias).values_list("name", flat=True)) == ["second-dog"]
 
 
-def test_another_tenants_row_is_404(make_tenant):
+def test_another_tenants_row_is_404(make_tenant, tenant_client):
     first, second = make_tenant(), make_tenant()
     theirs = Animal.objects.using(second.alias).create(name="theirs")
     mine = Animal.objects.using(first.alias).create(name="mine")
-    client = APIClient()
+    client = tenant_client(first)
     # Pick an id that exists only in the second tenant's database.
     missing = max(theirs.pk, mine.pk) + 1
     Animal.objects.using(second.alias).create(pk=missing, name="second-only")
     assert client.delete(f"/{first.id}/test/v1/animals/{missing}").status_code == 404
     assert Animal.objects.using(second.alias).filter(pk=missing).exists()
+
+
+def test_one_tenants_key_opens_nothing_of_another_tenant(make_tenant, tenant_client):
+    first, second = make_tenant(), make_tenant()
+    row = Animal.objects.using(second.alias).create(name="theirs")
+    client = tenant_client(first)
+    for response in (
+        client.get(f"/{second.id}/test/v1/animals"),
+        client.delete(f"/{second.id}/test/v1/animals/{row.pk}"),
+        APIClient().get(f"/{second.id}/test/v1/animals"),
+    ):
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "not_authenticated"
+    assert Animal.objects.using(second.alias).filter(pk=row.pk).exists()
 
 
 def test_module_model_outside_a_tenant_raises():

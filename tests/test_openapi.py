@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from m3saas.modules.registry import module_versions
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 MODULE_VERSIONS = sorted(module_versions())
 

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from m3saas.tenancy.context import tenant_current_or_none
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 # Unknown tenant, module, subscription or version: from outside, one answer (the detail is logged).
 NOT_FOUND = {"error": {"code": "not_found", "message": "Not found."}}

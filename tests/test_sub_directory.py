@@ -21,7 +21,8 @@ Subscription.objects.create(tenant=tenant, module=Module.objects.create(name="te
 from tenants.selectors import tenant_info_from_row
 from tenants.services import tenant_provision
 tenant_provision(tenant=tenant_info_from_row(tenant))
-client = Client()
+from tenants.api_keys import api_key_create
+client = Client(HTTP_AUTHORIZATION=f"Bearer {api_key_create(tenant=tenant)[1]}")
 prefixed = client.get(f"/api/{tenant.id}/test/v1/animals").status_code
 bare = client.get(f"/{tenant.id}/test/v1/animals").status_code
 print(prefixed, bare)

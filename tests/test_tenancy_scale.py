@@ -14,6 +14,8 @@ from m3saas.tenancy.cache import master_cache_invalidate, master_cached
 from m3saas.tenancy.connections import TENANT_MARK, tenant_connection_register
 from m3saas.tenancy.info import TenantInfo
 
+pytestmark = pytest.mark.module_apis_public
+
 
 def open_tenant_aliases() -> set[str]:
     return {

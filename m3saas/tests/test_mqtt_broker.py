@@ -34,7 +34,7 @@ from m3saas.mqtt.client import (
 )
 from m3saas.tenancy.context import use_tenant
 
-pytestmark = pytest.mark.mqtt
+pytestmark = [pytest.mark.mqtt, pytest.mark.module_apis_public]
 
 WAIT = 20.0  # seconds any wait below may take at most before the test fails
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -20,7 +20,7 @@ from tenants.selectors import tenant_info_get
 from tenants.services import tenant_create, tenant_subscribe
 from tenants.tests.helpers import break_tenant, tables
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 State = Tenant.SchemaState
 

@@ -14,7 +14,7 @@ from modules.test.v1.models import Animal as AnimalV1
 from modules.test.v2.models import Animal as AnimalV2
 from subscriptions.models import Subscription
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 
 def version_of(tenant) -> int:

@@ -12,11 +12,35 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from m3saas.access import public_api
 from m3saas.exceptions import NotFoundError
 from m3saas.mqtt import mqtt_enabled, tenant_publish
 from m3saas.tenancy.context import tenant_current
 from modules.test.v1.models import Animal
 from modules.test.v1.serializers import AnimalInputSerializer, AnimalOutputSerializer
+
+
+@public_api
+class StatusView(APIView):
+    """Public on purpose (`@public_api`): callable without a key; says which key called, if one did."""
+
+    @extend_schema(
+        responses={
+            200: {
+                "type": "object",
+                "properties": {
+                    "module": {"type": "string"},
+                    "version": {"type": "string"},
+                    "api_key": {"type": "string", "nullable": True, "description": "The id of the caller's key."},
+                },
+                "required": ["module", "version", "api_key"],
+            }
+        }
+    )
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        api_key = request.api_key
+        body = {"module": "test", "version": str(request.module_version), "api_key": api_key.id if api_key else None}
+        return Response(body)
 
 
 class AnimalListView(APIView):

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from m3saas.tenancy.context import use_tenant
 from modules.test.v1.models import Animal
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from modules.test.v2.models import Animal
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 
 @pytest.fixture

@@ -1,0 +1,177 @@
+"""Tenant API keys: making, listing and revoking them, and checking one on a request.
+
+A warm check makes no master query: a key's record is cached like the tenants (per master
+generation, dropped on every change to a key or a tenant), unknown ids too, so a flood of
+made-up keys does not reach the master. `last_used_at` is written at most once a minute per key.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from m3saas.access import (
+    ApiKeyInfo,
+    NotAuthenticatedError,
+    RateLimit,
+    key_digest,
+    key_generate,
+    key_id_of,
+    key_mark_used,
+    key_matches,
+    rate_limit_parse,
+)
+from m3saas.exceptions import ApplicationError, TenantNotFoundError
+from m3saas.tenancy.cache import master_cached
+from tenants.models import ApiKey, Tenant
+
+
+class ApiKeyError(ApplicationError):
+    code = "invalid_api_key"
+    default_message = "The API key cannot be made."
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """A cached look-up; `info` None for an id no key has (cached too)."""
+
+    info: ApiKeyInfo | None
+
+
+def tenant_get_by_ref(ref: str) -> Tenant:
+    """The tenant whose id or name is `ref`; raises `TenantNotFoundError`."""
+    lookup: dict[str, object] = {"pk": int(ref)} if ref.isdigit() else {"name": ref}
+    tenant = Tenant.objects.filter(**lookup).first()
+    if tenant is None:
+        raise TenantNotFoundError(f"No tenant with id or name {ref!r}.")
+    return tenant
+
+
+def api_key_create(
+    *,
+    tenant: Tenant,
+    name: str = "",
+    modules: str = "",
+    read_only: bool = False,
+    expires_at: datetime | None = None,
+    rate_limit: str = "",
+) -> tuple[ApiKey, str]:
+    """Make a key for `tenant`; return the row and the whole key, which exists nowhere else."""
+    key_id, key = key_generate()
+    row = ApiKey(
+        id=key_id,
+        tenant=tenant,
+        name=name,
+        digest=key_digest(key),
+        modules=",".join(m.strip() for m in modules.split(",") if m.strip()),
+        read_only=read_only,
+        expires_at=expires_at,
+        rate_limit=rate_limit,
+    )
+    try:
+        row.full_clean()
+    except ValidationError as exc:
+        raise ApiKeyError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+    with transaction.atomic():
+        row.save(force_insert=True)
+    return row, key
+
+
+def api_key_revoke(*, key_id: str) -> ApiKey:
+    """Refuse the key with `key_id` from the next request on; raises `ApiKeyError` for an unknown id."""
+    row = ApiKey.objects.filter(pk=key_id).first()
+    if row is None:
+        raise ApiKeyError(f"No API key with id {key_id!r}.")
+    if row.revoked_at is None:
+        row.revoked_at = timezone.now()
+        row.save(update_fields=["revoked_at"])
+    return row
+
+
+def api_key_list(*, tenant: Tenant) -> list[ApiKey]:
+    return list(ApiKey.objects.filter(tenant=tenant).order_by("created_at", "id"))
+
+
+def _info(row: ApiKey) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        name=row.name,
+        digest=row.digest,
+        modules=row.module_list,
+        read_only=row.read_only,
+        expires_at=row.expires_at,
+        revoked=row.revoked_at is not None,
+        rate_limit=rate_limit_parse(row.rate_limit) if row.rate_limit else None,
+        tenant_rate_limit=row.tenant.rate_limit,
+    )
+
+
+def api_key_info_get(*, key_id: str) -> ApiKeyInfo | None:
+    """The key with `key_id` as the platform sees it (cached), or None."""
+
+    def load() -> _Lookup:
+        row = ApiKey.objects.select_related("tenant").filter(pk=key_id).first()
+        return _Lookup(info=_info(row) if row is not None else None)
+
+    return master_cached(f"apikey:{key_id}", load).info
+
+
+def _tenant_limit(own: str) -> RateLimit | None:
+    limit: RateLimit | None = rate_limit_parse(own) if own else settings.TENANT_RATE_LIMIT
+    return limit
+
+
+def tenant_rate_limit_get(*, tenant_id: int, api_key: ApiKeyInfo | None = None) -> RateLimit | None:
+    """The tenant's request limit: its own (admin), else `TENANT_RATE_LIMIT`; None: no limit.
+
+    Read with the caller's key when there is one (no second look-up), else cached on its own.
+    """
+    if api_key is not None:
+        return _tenant_limit(api_key.tenant_rate_limit)
+    own = master_cached(
+        f"tenant:rate:{tenant_id}",
+        lambda: Tenant.objects.filter(pk=tenant_id).values_list("rate_limit", flat=True).first() or "",
+    )
+    return _tenant_limit(own)
+
+
+# Keys this process recorded as used recently: key id → monotonic time to record again.
+_used_front: dict[str, float] = {}
+_USED_INTERVAL = 60
+
+
+def _record_use(key_id: str) -> None:
+    now = time.monotonic()
+    if _used_front.get(key_id, 0.0) > now:
+        return
+    if len(_used_front) > 100_000:
+        _used_front.clear()
+    _used_front[key_id] = now + _USED_INTERVAL
+    if key_mark_used(key_id, interval=_USED_INTERVAL):
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+
+
+def api_key_authenticate(*, key: str, tenant_id: int) -> ApiKeyInfo:
+    """The key's record if `key` is a usable key of tenant `tenant_id`; else `NotAuthenticatedError`.
+
+    Every failure (malformed, unknown, wrong secret, revoked, expired, another tenant's) is the
+    same error, so the answer says nothing about the tenant.
+    """
+    key_id = key_id_of(key)
+    info = api_key_info_get(key_id=key_id) if key_id is not None else None
+    if (
+        info is None
+        or not key_matches(key, info.digest)
+        or info.tenant_id != tenant_id
+        or not info.usable(now=timezone.now())
+    ):
+        raise NotAuthenticatedError()
+    _record_use(info.id)
+    return info

@@ -1,0 +1,339 @@
+"""Tenant API keys: module APIs need the tenant's key, unless a view is public on purpose."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connections
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from m3saas.access import RateLimit
+from modules.test.v1.models import Animal
+from tenants.api_keys import api_key_create, api_key_revoke
+from tenants.models import ApiKey, Tenant
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _client(key: str, scheme: str = "Bearer") -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {key}")
+    return client
+
+
+def _refusal(response) -> tuple[int, dict, str | None]:
+    return response.status_code, response.json(), response.get("WWW-Authenticate")
+
+
+def _row(tenant) -> Tenant:
+    return Tenant.objects.get(pk=tenant.id)
+
+
+def test_production_default_requires_keys_and_a_malformed_setting_stops_start_up():
+    unset = {"MODULE_API_ACCESS", "TENANT_RATE_LIMIT", "DJANGO_SETTINGS_MODULE", "CONFIG_FILE"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["SECRET_KEY"] = "x"
+    script = "from django.conf import settings; print(settings.MODULE_API_ACCESS, settings.TENANT_RATE_LIMIT)"
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["keys", "600/min"]
+    for name, value in (("MODULE_API_ACCESS", "open"), ("TENANT_RATE_LIMIT", "600/fortnight")):
+        done = subprocess.run(
+            [sys.executable, "manage.py", "check"], cwd=ROOT, env={**env, name: value}, capture_output=True, text=True
+        )
+        assert done.returncode != 0
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"M3SaaS cannot start: {name}: "), done.stderr
+
+
+def test_a_call_without_a_key_is_401_and_reveals_nothing_of_the_tenant(make_tenant):
+    tenant = make_tenant()
+    anonymous = APIClient()
+    known = _refusal(anonymous.get(f"/{tenant.id}/test/v1/animals"))
+    assert known[0] == 401
+    assert known[1] == {"error": {"code": "not_authenticated", "message": known[1]["error"]["message"]}}
+    assert known[2] == 'Bearer realm="api"'
+    for path in (
+        "/999999/test/v1/animals",  # no such tenant
+        f"/{tenant.id}/nothing/v1/animals",  # no such module
+        f"/{tenant.id}/test/v7/animals",  # another version
+        f"/{tenant.id}/tags/v1/tags",  # not subscribed
+        f"/{tenant.id}/test/v1/no-such-route",
+    ):
+        assert _refusal(anonymous.get(path)) == known, path
+    assert _refusal(anonymous.delete(f"/{tenant.id}/test/v1/animals/1")) == known
+
+
+def test_the_tenants_key_opens_its_modules(make_tenant, tenant_key):
+    tenant = make_tenant()
+    key = tenant_key(tenant)
+    created = _client(key).post(f"/{tenant.id}/test/v1/animals", {"name": "owl"}, format="json")
+    assert created.status_code == 201
+    assert Animal.objects.using(tenant.alias).filter(name="owl").exists()
+    # `Api-Key <key>` works as well as `Bearer <key>`.
+    assert _client(key, "Api-Key").get(f"/{tenant.id}/test/v1/animals").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer m3s_abcdefgh_" + "x" * 40,  # unknown id
+        "Bearer not-a-key",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Token 0123456789abcdef",
+    ],
+)
+def test_a_wrong_key_is_401_like_no_key(make_tenant, header):
+    tenant = make_tenant()
+    expected = _refusal(APIClient().get(f"/{tenant.id}/test/v1/animals"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    assert _refusal(client.get(f"/{tenant.id}/test/v1/animals")) == expected
+
+
+def test_a_key_with_a_wrong_secret_is_401(make_tenant, tenant_key):
+    tenant = make_tenant()
+    key = tenant_key(tenant)
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    assert _client(forged).get(f"/{tenant.id}/test/v1/animals").status_code == 401
+
+
+def test_another_tenants_key_is_401_as_for_an_unknown_tenant(make_tenant, tenant_key):
+    mine, theirs = make_tenant(), make_tenant()
+    client = _client(tenant_key(mine))
+    foreign = _refusal(client.get(f"/{theirs.id}/test/v1/animals"))
+    assert foreign[0] == 401
+    assert _refusal(client.get("/999999/test/v1/animals")) == foreign
+    assert _refusal(client.post(f"/{theirs.id}/test/v1/animals", {"name": "x"}, format="json")) == foreign
+    assert not Animal.objects.using(theirs.alias).filter(name="x").exists()
+
+
+def test_a_revoked_key_is_401_from_the_next_request(make_tenant, tenant_key):
+    tenant = make_tenant()
+    key = tenant_key(tenant)
+    client = _client(key)
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    api_key_revoke(key_id=key.split("_")[1])
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 401
+
+
+def test_an_expired_key_is_401(make_tenant, tenant_key):
+    tenant = make_tenant()
+    key = tenant_key(tenant, expires_at=timezone.now() + timedelta(days=1))
+    client = _client(key)
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    row = ApiKey.objects.get(pk=key.split("_")[1])
+    row.expires_at = timezone.now() - timedelta(seconds=1)
+    row.save(update_fields=["expires_at"])
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 401
+
+
+def test_a_key_limited_to_other_modules_is_403(make_tenant, tenant_key):
+    tenant = make_tenant(modules=[("test", 1), ("tags", 1)])
+    client = _client(tenant_key(tenant, modules="tags"))
+    assert client.get(f"/{tenant.id}/tags/v1/tags").status_code == 200
+    response = client.get(f"/{tenant.id}/test/v1/animals")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+
+
+def test_a_read_only_key_reads_but_may_not_write(make_tenant, tenant_key):
+    tenant = make_tenant()
+    row = Animal.objects.using(tenant.alias).create(name="kept")
+    client = _client(tenant_key(tenant, read_only=True))
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert client.head(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert client.post(f"/{tenant.id}/test/v1/animals", {"name": "new"}, format="json").status_code == 403
+    assert client.delete(f"/{tenant.id}/test/v1/animals/{row.pk}").status_code == 403
+    assert list(Animal.objects.using(tenant.alias).values_list("name", flat=True)) == ["kept"]
+
+
+def test_a_public_view_needs_no_key_and_the_view_knows_which_key_called(make_tenant, tenant_key):
+    tenant = make_tenant()
+    anonymous = APIClient().get(f"/{tenant.id}/test/v1.4/status")
+    assert anonymous.status_code == 200
+    assert anonymous.json() == {"module": "test", "version": "1.4", "api_key": None}
+    key = tenant_key(tenant, modules="other", read_only=True)
+    keyed = _client(key).get(f"/{tenant.id}/test/v1/status")
+    assert keyed.json()["api_key"] == key.split("_")[1]
+    # A key that is sent must be valid, even where none is needed.
+    assert _client("m3s_abcdefgh_" + "x" * 40).get(f"/{tenant.id}/test/v1/status").status_code == 401
+    # Public does not make an unknown tenant or module answer.
+    assert APIClient().get("/999999/test/v1/status").status_code == 404
+
+
+def test_module_api_access_public_opens_every_module_and_check_warns(make_tenant, settings):
+    from django.core.checks import run_checks
+
+    tenant = make_tenant()
+    assert not [m for m in run_checks() if m.id == "m3saas.W010"]
+    settings.MODULE_API_ACCESS = "public"
+    assert APIClient().post(f"/{tenant.id}/test/v1/animals", {"name": "open"}, format="json").status_code == 201
+    assert _client("m3s_abcdefgh_" + "x" * 40).get(f"/{tenant.id}/test/v1/animals").status_code == 401
+    warnings = [m for m in run_checks() if m.id == "m3saas.W010"]
+    assert len(warnings) == 1 and "MODULE_API_ACCESS=public" in warnings[0].msg
+
+
+def test_a_warm_keyed_request_makes_no_master_query_and_records_the_use_once(
+    make_tenant, tenant_key, django_assert_num_queries
+):
+    tenant = make_tenant()
+    key = tenant_key(tenant)
+    client = _client(key)
+    assert ApiKey.objects.get(pk=key.split("_")[1]).last_used_at is None
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert ApiKey.objects.get(pk=key.split("_")[1]).last_used_at is not None
+    with django_assert_num_queries(0, connection=connections["default"]):
+        for _ in range(3):
+            assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+
+
+def test_a_tenant_key_never_opens_the_operator_routes(make_tenant, tenant_key):
+    tenant = make_tenant()
+    client = _client(tenant_key(tenant))
+    for path in ("/migrate", f"/{tenant.id}/migrate", "/admin/"):
+        response = client.get(path)
+        assert response.status_code in {302, 401, 403}, path
+    assert client.post(f"/{tenant.id}/migrate").status_code in {401, 403}
+
+
+# Rate limits --------------------------------------------------------------------------------
+
+
+def test_over_the_tenant_limit_is_429_with_retry_after(make_tenant, tenant_key, settings):
+    settings.TENANT_RATE_LIMIT = RateLimit(requests=3, seconds=60)
+    tenant = make_tenant()
+    first, second = _client(tenant_key(tenant)), _client(tenant_key(tenant))
+    assert [c.get(f"/{tenant.id}/test/v1/animals").status_code for c in (first, second, first)] == [200] * 3
+    refused = second.get(f"/{tenant.id}/test/v1/animals")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "throttled"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    # Health and operator routes are not limited by tenant limits.
+    assert APIClient().get("/health").status_code == 200
+    assert APIClient().get(f"/{tenant.id}/migrate").status_code == 401
+
+
+def test_limits_are_per_tenant_and_a_tenants_own_limit_wins(make_tenant, tenant_key, settings):
+    settings.TENANT_RATE_LIMIT = RateLimit(requests=2, seconds=60)
+    busy, other = make_tenant(), make_tenant(rate_limit="4/min")
+    busy_client, other_client = _client(tenant_key(busy)), _client(tenant_key(other))
+    assert [busy_client.get(f"/{busy.id}/test/v1/animals").status_code for _ in range(3)] == [200, 200, 429]
+    assert [other_client.get(f"/{other.id}/test/v1/animals").status_code for _ in range(5)] == [200] * 4 + [429]
+
+
+def test_a_keys_own_limit_applies_on_top_of_the_tenants(make_tenant, tenant_key):
+    tenant = make_tenant()
+    limited, free = _client(tenant_key(tenant, rate_limit="1/min")), _client(tenant_key(tenant))
+    assert [limited.get(f"/{tenant.id}/test/v1/animals").status_code for _ in range(2)] == [200, 429]
+    assert free.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+
+
+def test_on_the_real_redis_the_window_counter_expires_and_429_says_when_to_retry(make_tenant, tenant_key, settings):
+    import socket
+    import uuid
+
+    import redis as redis_client
+    from django.test import override_settings
+
+    from conftest import IN_CI
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
+    except OSError:
+        if IN_CI:
+            pytest.fail("Redis not reachable at 127.0.0.1:6379 (CI=true: not skipped)")
+        pytest.skip("Redis not reachable at 127.0.0.1:6379: start redis-server to run this test")
+    tenant = make_tenant()
+    client = _client(tenant_key(tenant))
+    server = redis_client.Redis(host="127.0.0.1", port=6379, db=0)
+    redis = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/0",
+        "KEY_PREFIX": f"m3saas-test-{uuid.uuid4().hex}",
+    }
+    settings.TENANT_RATE_LIMIT = RateLimit(requests=2, seconds=3600)
+    with override_settings(CACHES={"default": redis}):
+        try:
+            statuses = [client.get(f"/{tenant.id}/test/v1/animals") for _ in range(3)]
+            assert [r.status_code for r in statuses] == [200, 200, 429]
+            assert 1 <= int(statuses[-1]["Retry-After"]) <= 3600
+            counters = list(server.scan_iter(match=f"{redis['KEY_PREFIX']}:*m3saas:rate:tenant:{tenant.id}:*"))
+            assert len(counters) == 1
+            assert 0 < int(server.ttl(counters[0])) <= 7200  # type: ignore[arg-type]
+        finally:
+            # Only this test's keys: `cache.clear()` would empty the whole Redis database.
+            for name in server.scan_iter(match=f"{redis['KEY_PREFIX']}:*"):
+                server.delete(name)
+
+
+def test_a_malformed_limit_is_refused(make_tenant):
+    tenant = make_tenant(provision=False)
+    from tenants.api_keys import ApiKeyError
+
+    with pytest.raises(ApiKeyError, match="rate_limit"):
+        api_key_create(tenant=_row(tenant), rate_limit="lots")
+
+
+# Commands -----------------------------------------------------------------------------------
+
+
+def _command(*args: str) -> list[str]:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("tenant_key", *args, stdout=out)
+    return out.getvalue().strip().splitlines()
+
+
+def test_tenant_key_create_prints_the_key_alone_on_its_last_line(make_tenant):
+    tenant = make_tenant()
+    lines = _command("create", tenant.name, "--name", "ci", "--modules", "test", "--read-only")
+    key = lines[-1]
+    assert key.startswith("m3s_") and " " not in key
+    assert "shown only this once" in lines[-2]
+    row = ApiKey.objects.get(pk=key.split("_")[1])
+    assert (row.tenant_id, row.name, row.modules, row.read_only) == (tenant.id, "ci", "test", True)
+    assert key not in row.digest and row.digest != key
+    assert _client(key).get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert _client(key).post(f"/{tenant.id}/test/v1/animals", {"name": "x"}, format="json").status_code == 403
+
+
+def test_tenant_key_list_shows_keys_without_secrets_and_revoke_refuses_the_key(make_tenant):
+    tenant = make_tenant()
+    key = _command("create", str(tenant.id), "--name", "app", "--expires", "2099-01-31")[-1]
+    key_id = key.split("_")[1]
+    listed = _command("list", str(tenant.id))
+    assert len(listed) == 1 and listed[0].startswith(f"{key_id}  active") and "2099-01-31" in listed[0]
+    assert key.split("_")[2] not in "\n".join(listed)
+    assert _command("revoke", key_id) == [f"API key {key_id} of tenant {_row(tenant)} is revoked."]
+    assert "revoked" in _command("list", tenant.name)[0]
+    assert _client(key).get(f"/{tenant.id}/test/v1/animals").status_code == 401
+
+
+def test_each_module_schema_declares_the_key_scheme_for_swagger_ui():
+    schema = APIClient().get("/schema/test/v1/", {"format": "json"}).json()
+    scheme = schema["components"]["securitySchemes"]["TenantApiKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    operations = {(path, method): op for path, ops in schema["paths"].items() for method, op in ops.items()}
+    listing = operations[("/{tenant_id}/test/v{version}/animals", "get")]
+    assert listing["security"] == [{"TenantApiKey": []}]
+    assert {"401", "403", "429"} <= set(listing["responses"])
+    # The public view: the key is optional.
+    assert operations[("/{tenant_id}/test/v{version}/status", "get")]["security"] == [{"TenantApiKey": []}, {}]
+    assert APIClient().get("/schema/test/v1/docs/").status_code == 200

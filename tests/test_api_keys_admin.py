@@ -1,0 +1,100 @@
+"""The operator makes, sees and revokes tenant API keys in the admin; a secret is shown once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from tenants.models import ApiKey, Tenant
+
+pytestmark = pytest.mark.django_db
+KEY_RE = re.compile(r"m3s_[a-z0-9]{8}_[A-Za-z0-9]{40}")
+
+
+@pytest.fixture
+def operator(client):
+    client.force_login(User.objects.create_superuser("keys-operator", "op@example.com", "pw-operator-123"))
+    return client
+
+
+def _keyed_get(key: str, path: str) -> int:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client.get(path).status_code
+
+
+def test_admin_shows_a_new_key_once_and_never_again(operator, make_tenant):
+    tenant = make_tenant()
+    form = operator.get(f"/admin/tenants/apikey/add/?tenant={tenant.id}").content.decode()
+    assert f'value="{tenant.id}"' in form
+    made = operator.post(
+        "/admin/tenants/apikey/add/",
+        {
+            "tenant": tenant.id,
+            "name": "shop",
+            "modules": "test",
+            "rate_limit": "",
+            "expires_at_0": "",
+            "expires_at_1": "",
+        },
+    )
+    assert made.status_code == 200
+    assert "no-store" in made["Cache-Control"] or "no-cache" in made["Cache-Control"]
+    shown = KEY_RE.findall(made.content.decode())
+    assert len(set(shown)) == 1
+    key = shown[0]
+    row = ApiKey.objects.get(tenant_id=tenant.id, name="shop")
+    assert key.split("_")[1] == row.id and key not in row.digest
+    assert _keyed_get(key, f"/{tenant.id}/test/v1/animals") == 200
+    for page in (
+        f"/admin/tenants/apikey/{row.id}/change/",
+        "/admin/tenants/apikey/",
+        f"/admin/tenants/tenant/{tenant.id}/change/",
+    ):
+        html = operator.get(page).content.decode()
+        assert row.id in html, page
+        assert key not in html and key.split("_")[2] not in html and row.digest not in html, page
+
+
+def test_admin_revokes_keys(operator, make_tenant, tenant_key):
+    tenant = make_tenant()
+    key = tenant_key(tenant)
+    key_id = key.split("_")[1]
+    response = operator.post("/admin/tenants/apikey/", {"action": "revoke", "_selected_action": [key_id]}, follow=True)
+    assert response.status_code == 200
+    assert ApiKey.objects.get(pk=key_id).revoked_at is not None
+    assert _keyed_get(key, f"/{tenant.id}/test/v1/animals") == 401
+
+
+def test_admin_refuses_a_malformed_key_or_tenant_limit(operator, make_tenant):
+    tenant = make_tenant(provision=False)
+    refused = operator.post(
+        "/admin/tenants/apikey/add/",
+        {"tenant": tenant.id, "name": "x", "modules": "not a module", "rate_limit": "lots"},
+    )
+    assert refused.status_code == 200
+    assert "is not a module name" in refused.content.decode()
+    assert "600/min" in refused.content.decode()
+    assert not ApiKey.objects.filter(tenant_id=tenant.id).exists()
+
+
+def test_admin_sets_a_tenants_own_rate_limit(operator, make_tenant, tenant_key):
+    tenant = make_tenant()
+    row = Tenant.objects.get(pk=tenant.id)
+    page = operator.get(f"/admin/tenants/tenant/{tenant.id}/change/").content.decode()
+    assert 'name="rate_limit"' in page
+    data = {
+        "password": row.password,
+        "per_day_backups": row.per_day_backups,
+        "max_backups": row.max_backups,
+        "rate_limit": "2/min",
+        "subscriptions-TOTAL_FORMS": "0",
+        "subscriptions-INITIAL_FORMS": "0",
+    }
+    response = operator.post(f"/admin/tenants/tenant/{tenant.id}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    key = tenant_key(tenant)
+    assert [_keyed_get(key, f"/{tenant.id}/test/v1/animals") for _ in range(3)] == [200, 200, 429]

@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import environ
-
 from m3saas.access import ACCESS_KEYS, module_api_access_parse, rate_limit_parse
 from m3saas.conf import BASE_DIR, ConfigError, load_config
 from m3saas.engines import engine_for

@@ -275,7 +275,7 @@ def test_on_the_real_redis_the_window_counter_expires_and_429_says_when_to_retry
             assert 1 <= int(statuses[-1]["Retry-After"]) <= 3600
             counters = list(server.scan_iter(match=f"{redis['KEY_PREFIX']}:*m3saas:rate:tenant:{tenant.id}:*"))
             assert len(counters) == 1
-            assert 0 < int(server.ttl(counters[0])) <= 7200  # type: ignore[arg-type]
+            assert 0 < int(server.ttl(counters[0])) <= 7200
         finally:
             # Only this test's keys: `cache.clear()` would empty the whole Redis database.
             for name in server.scan_iter(match=f"{redis['KEY_PREFIX']}:*"):

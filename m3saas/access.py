@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import math
 import re
 import secrets
@@ -32,6 +33,8 @@ from django.core.cache import cache
 from django.core.checks import CheckMessage, Warning, register
 
 from m3saas.exceptions import ApplicationError
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "m3s"
 KEY_ID_LENGTH = 8
@@ -213,18 +216,42 @@ def _window_count(key: str, timeout: int) -> int:
         return int(cache.incr(key))
 
 
+# When a failing cache was last reported (time.monotonic()): once a minute is enough.
+_cache_failure_logged_at: float | None = None
+
+
+def _cache_failed(exc: Exception) -> None:
+    global _cache_failure_logged_at
+    now = time.monotonic()
+    if _cache_failure_logged_at is None or now - _cache_failure_logged_at >= 60:
+        _cache_failure_logged_at = now
+        logger.warning("The cache does not answer (%s): rate limits are not counted until it does", exc)
+
+
 def rate_limit_hit(scope: str, limit: RateLimit | None) -> None:
-    """Count one request of `scope` (e.g. `tenant:7`); raise `ThrottledError` past `limit`."""
+    """Count one request of `scope` (e.g. `tenant:7`); raise `ThrottledError` past `limit`.
+
+    A cache that does not answer fails open (logged): losing the limits for a while is better
+    than refusing every tenant's requests.
+    """
     if limit is None:
         return
     now = time.time()
     window = int(now // limit.seconds)
-    # Kept twice the window: a key that expired between Redis' EXISTS and INCR would live forever.
-    count = _window_count(f"m3saas:rate:{scope}:{limit.seconds}:{window}", timeout=2 * limit.seconds)
+    try:
+        # Kept twice the window: a key that expired between Redis' EXISTS and INCR would live forever.
+        count = _window_count(f"m3saas:rate:{scope}:{limit.seconds}:{window}", timeout=2 * limit.seconds)
+    except Exception as exc:  # any cache backend's own error
+        _cache_failed(exc)
+        return
     if count > limit.requests:
         raise ThrottledError(retry_after=max(1, math.ceil((window + 1) * limit.seconds - now)))
 
 
 def key_mark_used(key_id: str, *, interval: int = 60) -> bool:
     """True at most once per `interval` seconds per key (per shared cache): time to record the use."""
-    return bool(cache.add(f"m3saas:key-used:{key_id}", 1, timeout=interval))
+    try:
+        return bool(cache.add(f"m3saas:key-used:{key_id}", 1, timeout=interval))
+    except Exception as exc:  # a failing cache: skip recording rather than fail the request
+        _cache_failed(exc)
+        return False

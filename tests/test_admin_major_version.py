@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from subscriptions.models import Subscription
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 REFUSED = "changing the version here would give it empty"
 MOVE = "/admin/subscriptions/subscription/"

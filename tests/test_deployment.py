@@ -566,5 +566,5 @@ def test_workers_scale_and_beat_replaces_the_cron_loop_on_the_shared_redis():
     assert "container_name" not in worker and "ports" not in worker  # `--scale worker=N` works
     assert worker["image"] == _service("beat")["image"] == _service("app")["image"]
     assert COMPOSE["x-app-environment"]["CELERY_BROKER_URL"] == "${CELERY_BROKER_URL:-redis://redis:6379/1}"
-    assert _service("redis")["image"] == "redis:7-alpine"
+    assert _service("redis")["image"].startswith("redis:7")
     assert _service("cron")["profiles"] == ["cron-loop"]  # not started beside beat

@@ -23,7 +23,7 @@ from modules.test.v1.models import Animal
 from tenants.cron import crons_run
 from tests.idempotency_middleware import HoldFirstWriteMiddleware
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 IDEMPOTENCY = "m3saas.idempotency.IdempotencyMiddleware"
 
@@ -267,13 +267,14 @@ def test_a_key_of_255_printable_characters_is_accepted(tenant, client):
     assert post(client, tenant, "owl", key=key)["Idempotent-Replayed"] == "true"
 
 
-def test_a_key_is_bound_to_the_callers_credentials(tenant, client):
-    """A module may authenticate in its views, after the replay: another caller must not get the response."""
-    assert post(client, tenant, "owl", HTTP_AUTHORIZATION="Token first-caller").status_code == 201
-    other = post(client, tenant, "owl", HTTP_AUTHORIZATION="Token someone-else")
+def test_a_key_is_bound_to_the_callers_credentials(tenant, client, tenant_key):
+    """Another caller (another API key of the same tenant) never gets the first caller's response."""
+    first, second = tenant_key(tenant, name="first"), tenant_key(tenant, name="second")
+    assert post(client, tenant, "owl", HTTP_AUTHORIZATION=f"Bearer {first}").status_code == 201
+    other = post(client, tenant, "owl", HTTP_AUTHORIZATION=f"Bearer {second}")
     assert other.status_code == 422
     assert "owl" not in other.content.decode()
-    assert post(client, tenant, "owl", HTTP_AUTHORIZATION="Token first-caller")["Idempotent-Replayed"] == "true"
+    assert post(client, tenant, "owl", HTTP_AUTHORIZATION=f"Bearer {first}")["Idempotent-Replayed"] == "true"
 
 
 def test_the_daily_run_purges_the_expired_keys(tenant, client, settings):

@@ -24,7 +24,7 @@ from tenants.models import Tenant
 from tenants.selectors import tenant_info_get
 from tenants.services import tenant_create
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 CLEAR = "clear-text-tenant-password-7f3a"
 

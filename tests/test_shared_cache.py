@@ -32,6 +32,9 @@ from tests import test_deployment
 from tests.test_deployment import _entrypoint, _environment, _get
 
 ROOT = Path(__file__).resolve().parents[1]
+# The in-process tests call a module API without a key; the gunicorn ones use test_deployment's keys.
+pytestmark = pytest.mark.module_apis_public
+
 REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("REDIS_TEST_PORT", "6379"))
 CHECK_MS = 500
 
@@ -134,7 +137,8 @@ def test_warm_request_with_a_shared_cache_makes_no_master_query_and_no_redis_rou
 
 def _prepared(tmp_path: Path, **env: str) -> dict[str, str]:
     """The embedded default (demo tenant 1 on `test` v1) under a fresh VAR_DIR, prepared as the container does."""
-    environment = _environment(VAR_DIR=str(tmp_path / "var"), **env)
+    # Routing across processes is under test here, not keys (tests/test_api_keys_processes.py).
+    environment = _environment(VAR_DIR=str(tmp_path / "var"), MODULE_API_ACCESS="public", **env)
     prepared = _entrypoint("prepare", environment)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     return environment

@@ -24,7 +24,7 @@ from subscriptions.models import Module, Subscription
 from tenants.models import Tenant
 from tenants.services import tenant_create, tenant_subscribe
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.module_apis_public]
 
 State = Tenant.SchemaState
 SECRET = "old customer's secret"

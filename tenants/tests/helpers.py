@@ -33,3 +33,11 @@ def repair_tenant(tenant: TenantInfo, table: str = "test_v1_animal") -> None:
 class TTY(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+def migrations_of(tenant: TenantInfo) -> int:
+    """How many migrations a fresh database of `tenant` gets (the platform's and its modules')."""
+    from django.db.migrations.loader import MigrationLoader
+
+    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    return sum(1 for app, _ in graph.nodes if app in tenant.app_labels)

@@ -52,6 +52,7 @@ def _installation(tmp_path: Path, label: str, master: str) -> Manage:
     config.write_text(json.dumps({"dbSalt": f"salt-{label}", "tenants": {"database": database}}))
     # One VAR_DIR: on SQLite both installations keep tenant databases in the same folder.
     env = {**os.environ, "CONFIG_FILE": str(config), "VAR_DIR": str(tmp_path / "var"), "SECRET_KEY": "x"}
+    env["MODULE_API_ACCESS"] = "public"  # installations are under test here, not keys
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.pop("AUTO_MIGRATION", None)
 

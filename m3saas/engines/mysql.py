@@ -151,7 +151,7 @@ class MySQLEngine:
         conn = admin_connect(error=ProvisioningError)
         try:
             with conn.cursor() as cur:
-                existed = self._database_exists(cur, tenant.name)
+                existed = self._database_exists(cur, tenant.name) and not self._unclaimed(cur, tenant.name)
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS {database} {_charset_clause()}")
                 # The mark is checked before the user is touched: nothing of another's is altered.
                 self._owner_mark_claim(cur, tenant, existed=existed, adopt_legacy=legacy_mark_adoptable)
@@ -172,6 +172,25 @@ class MySQLEngine:
     def _database_exists(cur: Any, name: str) -> bool:
         cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
         return cur.fetchone() is not None
+
+    @staticmethod
+    def _unclaimed(cur: Any, name: str) -> bool:
+        """Whether the existing database `name` holds nothing at all: at most an empty owner table.
+
+        That is what a provisioning killed between `CREATE DATABASE` and writing the mark leaves
+        (MariaDB's DDL is not transactional); with no data in it, claiming it exposes nothing.
+        """
+        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (name,))
+        tables = {row[0] for row in cur.fetchall()}
+        if tables - {OWNER_TABLE}:
+            return False
+        if tables:
+            owner = f"{quote_mysql_identifier(name)}.`{OWNER_TABLE}`"
+            cur.execute(f"SELECT COUNT(*) FROM {owner}")  # noqa: S608
+            if cur.fetchone()[0]:
+                return False
+            cur.execute(f"DROP TABLE {owner}")  # made again, in today's shape, by the claim
+        return True
 
     @staticmethod
     def _owner_mark_claim(

@@ -69,6 +69,9 @@ class SQLiteEngine:
         try:
             with conn:
                 cur = conn.cursor()
+                # One transaction for the owner table and its row: the module leaves DDL in autocommit.
+                cur.execute("BEGIN IMMEDIATE")
+                existed = existed and not _unclaimed(cur)
                 cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (OWNER_TABLE,))
                 owner_mark_claim(
                     cur,
@@ -181,3 +184,18 @@ def _owner_mark_keep(dest: sqlite3.Connection, source: sqlite3.Connection) -> No
     if rows:
         marks = ", ".join("?" * len(rows[0]))
         source.executemany(f'INSERT INTO "{OWNER_TABLE}" VALUES ({marks})', rows)  # noqa: S608
+
+
+def _unclaimed(cur: sqlite3.Cursor) -> bool:
+    """Whether the database holds nothing at all: at most an empty owner table (see the MySQL
+    engine's `_unclaimed`; here only a file made by an older version could be left so)."""
+    cur.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")
+    tables = {row[0] for row in cur.fetchall()}
+    if tables - {OWNER_TABLE}:
+        return False
+    if tables:
+        cur.execute(f"SELECT COUNT(*) FROM {OWNER_TABLE}")  # noqa: S608
+        if cur.fetchone()[0]:
+            return False
+        cur.execute(f"DROP TABLE {OWNER_TABLE}")
+    return True

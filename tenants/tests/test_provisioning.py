@@ -209,17 +209,39 @@ def root_execute(*statements: tuple[str, list[str]]) -> None:
         conn.close()
 
 
-def test_a_database_without_owner_mark_is_refused(make_tenant):
-    tenant = make_tenant(provision=False)
+def database_make_by_hand(tenant, *, tables: list[str]) -> None:
+    """The tenant's database made outside M3SaaS (as root), holding empty `tables`."""
     config = settings.M3SAAS_CONFIG
     if config.is_mysql:
-        root_execute((f"CREATE DATABASE `{tenant.name}`", []))
-    else:
-        path = config.tenant_sqlite_dir / f"{tenant.name}.sqlite3"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sqlite3.connect(path).execute("CREATE TABLE someone_elses (id INTEGER)").connection.close()
+        creates = [(f"CREATE TABLE `{tenant.name}`.`{table}` (id BIGINT)", []) for table in tables]
+        root_execute((f"CREATE DATABASE `{tenant.name}`", []), *creates)
+        return
+    path = config.tenant_sqlite_dir / f"{tenant.name}.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    # A file with no table at all is empty (0 bytes): make one that is not.
+    for sql in [f"CREATE TABLE {table} (id BIGINT)" for table in tables] or ["PRAGMA user_version = 1"]:
+        db.execute(sql)
+    db.close()
+
+
+def test_a_database_without_owner_mark_is_refused(make_tenant):
+    tenant = make_tenant(provision=False)
+    database_make_by_hand(tenant, tables=["someone_elses"])
     with pytest.raises(ProvisioningError, match="no owner mark"):
         tenant_provision(tenant=tenant)
+
+
+@pytest.mark.parametrize("owner_table", [False, True], ids=["nothing", "empty-owner-table"])
+def test_a_database_left_empty_by_a_killed_provisioning_is_claimed(make_tenant, owner_table):
+    """Killed between creating the database and writing its mark: nothing in it, so a rerun completes it."""
+    tenant = make_tenant(provision=False)
+    database_make_by_hand(tenant, tables=["m3saas_owner"] if owner_table else [])
+    tenant_provision(tenant=tenant)
+    with connections[tenant.alias].cursor() as cursor:
+        cursor.execute("SELECT tenant_id FROM m3saas_owner")
+        assert list(cursor.fetchall()) == [(tenant.id,)]
+    assert tenant_pending_migrations(tenant) == []
 
 
 @pytest.mark.mariadb

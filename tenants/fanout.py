@@ -28,7 +28,7 @@ from tenants.backups import BackupResult
 from tenants.cron import CronReport, master_jobs_run
 from tenants.models import Tenant
 from tenants.selectors import tenant_info_list
-from tenants.services import Seeding, TenantMigrationResult, _tenant_rows
+from tenants.services import Seeding, TenantMigrationResult, tenants_to_migrate
 from tenants.tasks import tenant_backup_task, tenant_crons_task, tenant_migrate_task
 
 POLL_SECONDS = 0.2
@@ -85,7 +85,7 @@ def migrate_fan_out(
     on_result: Callable[[TenantMigrationResult], None] | None = None,
 ) -> tuple[Sent, list[TenantMigrationResult]]:
     """`tenants_migrate_all` on the workers: the same tenants, one `tenants.migrate` task each."""
-    rows = _tenant_rows(failed_only=failed_only, pending_only=False)
+    rows = tenants_to_migrate(failed_only=failed_only, pending_only=False)
     run = _run_id()
     sent = Sent(
         run,

@@ -162,7 +162,9 @@ def tenants_migrate_all(
     if tenants is not None:
         todo, unresolved = list(tenants), []
     else:
-        todo, unresolved = tenant_info_list_resolved(_tenant_rows(failed_only=failed_only, pending_only=pending_only))
+        todo, unresolved = tenant_info_list_resolved(
+            tenants_to_migrate(failed_only=failed_only, pending_only=pending_only)
+        )
     if on_start:
         on_start(len(todo) + len(unresolved))
 
@@ -173,8 +175,9 @@ def tenants_migrate_all(
 
     failed_early: list[TenantMigrationResult] = []
     for bare, error in unresolved:
-        result = TenantMigrationResult(tenant=bare.name, tenant_id=bare.id, error=error)
-        finish(_run_start(tenant_id=bare.id, trigger=trigger), result)
+        result = tenant_migration_failure_record(tenant_id=bare.id, name=bare.name, error=error, trigger=trigger)
+        if on_result:
+            on_result(result)
         failed_early.append(result)
     open_runs = _runs_open(tenant_ids=[info.id for info in todo])
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
@@ -299,9 +302,7 @@ def tenant_migrate_if_pending(*, tenant_id: int, trigger: str = Trigger.CODE) ->
     try:
         info = tenant_info_from_row(row)
     except ApplicationError as exc:
-        result = TenantMigrationResult(tenant=row.name, tenant_id=row.id, error=exc.message)
-        _run_finish(_run_start(tenant_id=row.id, trigger=trigger), result)
-        return result
+        return tenant_migration_failure_record(tenant_id=row.id, name=row.name, error=exc.message, trigger=trigger)
     return tenant_migrate(tenant=info, seed=Seeding.MAIN, trigger=trigger)
 
 
@@ -386,6 +387,14 @@ def _run_start(*, tenant_id: int, trigger: str) -> TenantMigrationRun:
     return TenantMigrationRun.objects.create(tenant_id=tenant_id, trigger=trigger)
 
 
+def tenant_migration_failure_record(*, tenant_id: int, name: str, error: str, trigger: str) -> TenantMigrationResult:
+    """Record a run of a tenant that failed before its migration could start (e.g. its modules
+    do not resolve): the run in the ledger, the tenant `failed`."""
+    result = TenantMigrationResult(tenant=name, tenant_id=tenant_id, error=error)
+    _run_finish(_run_start(tenant_id=tenant_id, trigger=trigger), result)
+    return result
+
+
 def _runs_open(*, tenant_ids: list[int]) -> dict[int, list[int]]:
     """The ids of the tenants' runs still `running`, by tenant."""
     runs: dict[int, list[int]] = {}
@@ -427,7 +436,9 @@ def _schema_state_set(*, tenant_id: int, state: str, unless_changed_since: datet
         master_cache_invalidate()
 
 
-def _tenant_rows(*, failed_only: bool, pending_only: bool) -> list[Tenant]:
+def tenants_to_migrate(*, failed_only: bool, pending_only: bool) -> list[Tenant]:
+    """The tenant rows a run over all tenants takes: every one, or those pending, or those whose
+    last run failed (or never finished)."""
     rows = Tenant.objects.order_by("id")
     if pending_only:
         rows = rows.filter(schema_state=State.PENDING)

@@ -44,7 +44,7 @@ from tenants.backups import backup_create, backup_target_tenant
 from tenants.cron import master_jobs_run, tenant_jobs_run
 from tenants.models import Tenant
 from tenants.selectors import tenant_info_list_resolved
-from tenants.services import Seeding, TenantMigrationResult, _run_finish, _run_start, tenant_migrate
+from tenants.services import Seeding, tenant_migrate, tenant_migration_failure_record
 from tenants.upgrade import subscription_upgrade_safe
 
 logger = logging.getLogger(__name__)
@@ -166,9 +166,7 @@ def tenant_migrate_task(
 
     def unresolved(row: Tenant, reason: str) -> dict[str, Any]:
         # Recorded as `tenants_migrate_all` records a tenant whose modules do not resolve.
-        result = TenantMigrationResult(tenant=row.name, tenant_id=row.id, error=reason)
-        _run_finish(_run_start(tenant_id=row.id, trigger=trigger), result)
-        return asdict(result)
+        return asdict(tenant_migration_failure_record(tenant_id=row.id, name=row.name, error=reason, trigger=trigger))
 
     return _tenant_task(self, tenant_id, "migration", work, unresolved)
 

@@ -213,7 +213,9 @@ def database_make_by_hand(tenant, *, tables: list[str]) -> None:
     """The tenant's database made outside M3SaaS (as root), holding empty `tables`."""
     config = settings.M3SAAS_CONFIG
     if config.is_mysql:
-        creates = [(f"CREATE TABLE `{tenant.name}`.`{table}` (id BIGINT)", []) for table in tables]
+        creates: list[tuple[str, list[str]]] = [
+            (f"CREATE TABLE `{tenant.name}`.`{table}` (id BIGINT)", []) for table in tables
+        ]
         root_execute((f"CREATE DATABASE `{tenant.name}`", []), *creates)
         return
     path = config.tenant_sqlite_dir / f"{tenant.name}.sqlite3"

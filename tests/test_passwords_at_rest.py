@@ -245,3 +245,21 @@ def test_without_keys_a_password_cannot_be_stored_and_the_error_names_the_file_a
     assert "\n" not in message
     assert message.startswith("/etc/m3saas.json: key 'tenantPasswordKeys' is missing")
     assert not Tenant.objects.exists()
+
+
+@pytest.mark.mariadb
+def test_a_tenant_whose_password_no_key_opens_fails_alone_in_a_run_over_all_tenants(make_tenant):
+    """One line for that tenant; every other tenant is still migrated."""
+    from m3saas.tenancy.connections import tenant_connection_unregister
+
+    unreadable, fine = make_tenant(provision=False), make_tenant(provision=False)
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"someone else's").decode()
+    Tenant.objects.filter(pk=unreadable.id).update(password=foreign)
+    tenant_connection_unregister(unreadable.alias)
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError):
+        call_command("migrate_tenants", stdout=out, stderr=err)
+    assert Tenant.objects.get(pk=fine.id).schema_state == Tenant.SchemaState.READY
+    assert Tenant.objects.get(pk=unreadable.id).schema_state == Tenant.SchemaState.FAILED
+    assert "Traceback" not in out.getvalue() + err.getvalue()
+    assert f"{unreadable.name}: FAILED" in out.getvalue() + err.getvalue(), (out.getvalue(), err.getvalue())

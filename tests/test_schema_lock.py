@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connections
+from rest_framework.test import APIClient
 
 from m3saas.engines import engine, tenant_db_password
 from m3saas.tenancy import migrate
@@ -115,6 +116,22 @@ def test_a_tenant_user_cannot_open_more_connections_than_its_limit(make_tenant, 
         assert refused.value.args[0] == USER_LIMIT_REACHED
         assert "max_user_connections" in str(refused.value)
         login_as(other).close()  # other tenants still get in
+    finally:
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.module_apis_public
+def test_a_tenant_at_its_connection_limit_answers_503_not_500(make_tenant, settings):
+    """The limit reached is a busy tenant (503, try again), not a server error with a traceback."""
+    settings.TENANT_DB_MAX_CONNECTIONS = 2
+    tenant = make_tenant()
+    connections[tenant.alias].close()  # provisioning's own connection counts too
+    held = [login_as(tenant) for _ in range(2)]
+    try:
+        response = APIClient(raise_request_exception=False).get(f"/{tenant.id}/test/v1/animals")
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "database_unavailable"
     finally:
         for conn in held:
             conn.close()

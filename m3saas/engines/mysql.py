@@ -47,7 +47,8 @@ logger = logging.getLogger(__name__)
 HEADER_PREFIX = b"-- M3SaaS backup "
 # MySQL/MariaDB error numbers that mean "the server cannot be reached", not "the query is wrong":
 # client-side connection errors (2002-2055), too many connections, shutdown, killed connections.
-_UNREACHABLE_ERRORS = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2012, 2013, 2026, 2055, 4031})
+# 1226: the tenant user's MAX_USER_CONNECTIONS reached (busy: try again), like 1040 for the server.
+_UNREACHABLE_ERRORS = frozenset({1040, 1053, 1226, 1927, 2002, 2003, 2005, 2006, 2012, 2013, 2026, 2055, 4031})
 # The master database's table whose rows are the tenants' schema locks (made on first use).
 SCHEMA_LOCK_TABLE = "m3saas_schema_lock"
 # ER_LOCK_WAIT_TIMEOUT: a row lock was not granted within innodb_lock_wait_timeout.

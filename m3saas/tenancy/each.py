@@ -89,12 +89,20 @@ def tenants_each(
     `what` names the work in log lines ("migration", "seeding", …).
     """
     todo = list(tenants)
-    for tenant in todo:
-        # In this thread: connection settings are shared by every thread.
-        tenant_connection_register(tenant)
     outcomes: dict[int, TenantOutcome[T]] = {}
-    if workers <= 1 or len(todo) <= 1:
-        for index, tenant in enumerate(todo):
+    runnable: dict[int, TenantInfo] = {}
+    for index, tenant in enumerate(todo):
+        try:
+            # In this thread: connection settings are shared by every thread.
+            tenant_connection_register(tenant)
+        except ApplicationError as exc:  # e.g. a password no configured key opens: this tenant only
+            outcomes[index] = TenantOutcome(tenant=tenant, error=_failure_log(exc, tenant, what))
+            if on_result is not None:
+                on_result(outcomes[index])
+        else:
+            runnable[index] = tenant
+    if workers <= 1 or len(runnable) <= 1:
+        for index, tenant in runnable.items():
             outcomes[index] = tenant_work_run(work, tenant, what=what)
             if on_result is not None:
                 on_result(outcomes[index])
@@ -107,7 +115,7 @@ def tenants_each(
             connections.close_all()
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=what.replace(" ", "-")) as pool:
-        futures: dict[Future[TenantOutcome[T]], int] = {pool.submit(run, tenant): i for i, tenant in enumerate(todo)}
+        futures: dict[Future[TenantOutcome[T]], int] = {pool.submit(run, tenant): i for i, tenant in runnable.items()}
         for future in as_completed(futures):
             index = futures[future]
             outcomes[index] = future.result()

@@ -183,10 +183,19 @@ M3SAAS_TENANT_MODEL = "tenants.Tenant"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The cache every process of a deployment shares (README, "Caches and several processes"):
-# REDIS_URL (redis://host:6379/0), else any CACHE_URL django-environ reads, else this process's own.
+# REDIS_URL (redis://host:6379/0), else any CACHE_URL django-environ reads, else: with the embedded
+# default, files under var/cache that every process of the machine shares (`make run` serves in one
+# process while `manage.py tenant_key revoke` runs in another); with a config file, each process's own.
 _redis_url = env.str("REDIS_URL", default="")
 if _redis_url:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}}
+elif "CACHE_URL" not in os.environ and M3SAAS_CONFIG.embedded:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(M3SAAS_CONFIG.var_dir / "cache"),
+        }
+    }
 else:
     CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://m3saas")}
 # Installations sharing one Redis database keep apart by prefix.

@@ -25,3 +25,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # The suite's commands run in-process whatever the shell says; the worker tests start their own.
 CELERY_BROKER_URL = ""
+
+# In-process tests use this process's memory (the tests of shared caches set their own; the
+# embedded default's file cache is tested with real processes in tests/test_shared_cache.py).
+if not os.environ.get("REDIS_URL") and "CACHE_URL" not in os.environ:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "m3saas"}}
+    TENANT_CACHE_GENERATION_CHECK_MS = 0

@@ -242,12 +242,24 @@ def test_a_move_in_one_servers_admin_reaches_the_other_server_within_a_second(
     _routed_the_new_way_within_a_second([other], committed)
 
 
+def test_the_embedded_defaults_processes_share_its_file_cache(
+    tmp_path: Path, gunicorn: Callable[[dict[str, str]], str]
+) -> None:
+    """`make run`: a change made by a command (another process) reaches the server within a second."""
+    env = _prepared(tmp_path)
+    assert "REDIS_URL" not in env and "CACHE_URL" not in env and "CONFIG_FILE" not in env
+    server = gunicorn(env)
+    _warm([server])
+    committed = _upgrade_in_another_process(env)
+    _routed_the_new_way_within_a_second([server], committed)
+
+
 def test_without_a_shared_cache_other_processes_route_the_old_way_until_the_timeout(
     tmp_path: Path, gunicorn: Callable[[dict[str, str]], str]
 ) -> None:
-    """What the README says to expect of several processes on the per-process default."""
-    env = _prepared(tmp_path)
-    assert "REDIS_URL" not in env and "CACHE_URL" not in env
+    """What the README says to expect of several processes on a per-process cache."""
+    env = _prepared(tmp_path, CACHE_URL="locmemcache://m3saas")
+    assert "REDIS_URL" not in env
     server = gunicorn(env)
     _warm([server])
     _upgrade_in_another_process(env)

@@ -113,6 +113,10 @@ def request_fingerprint(request: HttpRequest) -> str:
     media_type = (request.content_type or "").split(";")[0].strip().lower()
     parts = [request.method or "", request.get_full_path(), media_type]
     parts += [request.headers.get(name, "") for name in CALLER_HEADERS]
+    api_key = getattr(request, "api_key", None)
+    if api_key is not None:
+        # The key the platform authenticated, however its header was spelt (`Bearer`, `Api-Key`).
+        parts[3] = f"api-key:{api_key.id}"
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part.encode("utf-8", "surrogateescape") + b"\n")

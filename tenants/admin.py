@@ -155,8 +155,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return self.add_fields
         return self.change_fields
 
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None) -> Any:
+        tenant = request.POST.get("tenant", "")
+        if tenant and not (tenant.isdecimal() and len(tenant) <= 18):
+            # Past what the database holds, a tenant id fails in the driver (a 500), not as a choice.
+            data = request.POST.copy()
+            data["tenant"] = ""
+            request.POST = data  # type: ignore[assignment]
+        return super().add_view(request, form_url, extra_context)
+
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
-        return {"tenant": request.GET.get("tenant")} if request.GET.get("tenant") else {}
+        # The tenant page's "add a key" link; anything but a tenant id in range is ignored.
+        tenant = request.GET.get("tenant", "")
+        return {"tenant": tenant} if tenant.isdecimal() and len(tenant) <= 18 else {}
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: ModelForm, change: bool) -> None:
         if not change:

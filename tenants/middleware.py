@@ -52,7 +52,12 @@ class TenantMiddleware:
             api_key = self._api_key(request, tenant_id=tenant_id, module=match["module"])
             tenant = tenant_info_get(tenant_id=tenant_id)
             version = resolve_module_version(tenant, match["module"], match["version"])
-            rate_limit_hit(f"tenant:{tenant_id}", tenant_rate_limit_get(tenant_id=tenant_id, api_key=api_key))
+            # Callers without a key (public views) are counted apart, per client address: they must
+            # not spend the budget of the tenant's own software.
+            scope = (
+                f"tenant:{tenant_id}" if api_key else f"tenant:{tenant_id}:anonymous:{request.META.get('REMOTE_ADDR')}"
+            )
+            rate_limit_hit(scope, tenant_rate_limit_get(tenant_id=tenant_id, api_key=api_key))
             if api_key is not None:
                 rate_limit_hit(f"key:{api_key.id}", api_key.rate_limit)
             # Only a ready tenant is served (AUTO_MIGRATION brings a pending one up once); no query.
@@ -90,11 +95,11 @@ class TenantMiddleware:
         if not sent:
             raise NotAuthenticatedError()
         api_key = api_key_authenticate(key=sent, tenant_id=tenant_id)
-        if not api_key.allows(module=module, method=request.method or "GET") and not (
-            module_api_access() == ACCESS_PUBLIC or self._view_is_public(request)
-        ):
-            raise KeyNotAllowedError()
-        return api_key
+        if api_key.allows(module=module, method=request.method or "GET"):
+            return api_key
+        if module_api_access() == ACCESS_PUBLIC or self._view_is_public(request):
+            return None  # open to anyone, but not through this key: the view must not take it as the caller
+        raise KeyNotAllowedError()
 
     @staticmethod
     def _view_is_public(request: HttpRequest) -> bool:

@@ -168,9 +168,12 @@ def test_a_public_view_needs_no_key_and_the_view_knows_which_key_called(make_ten
     anonymous = APIClient().get(f"/{tenant.id}/test/v1.4/status")
     assert anonymous.status_code == 200
     assert anonymous.json() == {"module": "test", "version": "1.4", "api_key": None}
-    key = tenant_key(tenant, modules="other", read_only=True)
+    key = tenant_key(tenant, modules="test", read_only=True)
     keyed = _client(key).get(f"/{tenant.id}/test/v1/status")
     assert keyed.json()["api_key"] == key.split("_")[1]
+    # A key that does not open this module is not the caller here: the view sees no key.
+    elsewhere = _client(tenant_key(tenant, modules="other")).get(f"/{tenant.id}/test/v1/status")
+    assert elsewhere.status_code == 200 and elsewhere.json()["api_key"] is None
     # A key that is sent must be valid, even where none is needed.
     assert _client("m3s_abcdefgh_" + "x" * 40).get(f"/{tenant.id}/test/v1/status").status_code == 401
     # Public does not make an unknown tenant or module answer.
@@ -235,6 +238,18 @@ def test_limits_are_per_tenant_and_a_tenants_own_limit_wins(make_tenant, tenant_
     busy_client, other_client = _client(tenant_key(busy)), _client(tenant_key(other))
     assert [busy_client.get(f"/{busy.id}/test/v1/animals").status_code for _ in range(3)] == [200, 200, 429]
     assert [other_client.get(f"/{other.id}/test/v1/animals").status_code for _ in range(5)] == [200] * 4 + [429]
+
+
+def test_anonymous_calls_to_a_public_view_never_spend_the_keyed_callers_budget(make_tenant, tenant_key, settings):
+    """Anyone may call a public view: they are counted apart (per client address), so they cannot
+    lock a tenant's own software out."""
+    settings.TENANT_RATE_LIMIT = RateLimit(requests=2, seconds=60)
+    tenant = make_tenant()
+    anonymous = [APIClient().get(f"/{tenant.id}/test/v1/status").status_code for _ in range(3)]
+    assert anonymous == [200, 200, 429]
+    assert _client(tenant_key(tenant)).get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    elsewhere = APIClient(REMOTE_ADDR="192.0.2.7").get(f"/{tenant.id}/test/v1/status")
+    assert elsewhere.status_code == 200
 
 
 def test_a_keys_own_limit_applies_on_top_of_the_tenants(make_tenant, tenant_key):

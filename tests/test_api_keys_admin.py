@@ -98,3 +98,16 @@ def test_admin_sets_a_tenants_own_rate_limit(operator, make_tenant, tenant_key):
     assert response.status_code == 302, response.content.decode()[:2000]
     key = tenant_key(tenant)
     assert [_keyed_get(key, f"/{tenant.id}/test/v1/animals") for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.parametrize("tenant", ["abc", "1'", "9" * 30])
+def test_a_hostile_tenant_in_the_add_key_link_is_ignored_not_a_500(operator, tenant):
+    response = operator.get(f"/admin/tenants/apikey/add/?tenant={tenant}")
+    assert response.status_code == 200
+
+
+def test_a_tenant_id_past_the_databases_range_is_a_form_error_not_a_500(operator):
+    form = {"tenant": "9" * 20, "name": "x", "modules": "", "rate_limit": "", "expires_at_0": "", "expires_at_1": ""}
+    response = operator.post("/admin/tenants/apikey/add/", form)
+    assert response.status_code == 200
+    assert "This field is required" in response.content.decode()

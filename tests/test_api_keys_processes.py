@@ -113,6 +113,8 @@ def test_a_revoked_demo_key_is_replaced_by_a_new_one(demo):
         (["list", "99999"], "No tenant with id or name '99999'."),
         (["revoke", "zzzzzzzz"], "No API key with id 'zzzzzzzz'."),
         (["create", "1", "--expires", "yesterday"], "is not a date"),
+        (["create", "1", "--expires", "2027-02-30"], "is not a date"),
+        (["create", "1", "--expires", "2027-01-01T25:00"], "is not a date"),
         (["create", "1", "--modules", "not a module"], "is not a module name"),
     ],
 )

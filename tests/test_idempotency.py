@@ -283,3 +283,11 @@ def test_the_daily_run_purges_the_expired_keys(tenant, client, settings):
     IdempotencyKey.objects.using(tenant.alias).update(created_at=timezone.now() - timedelta(days=1, seconds=1))
     assert crons_run(tenant_names=[tenant.name]).ok
     assert not IdempotencyKey.objects.using(tenant.alias).exists()
+
+
+def test_a_retry_with_the_same_api_key_in_another_spelling_is_replayed(tenant, client, tenant_key):
+    """The key the platform authenticated counts, not how its header was written."""
+    key = tenant_key(tenant)
+    assert post(client, tenant, "owl", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 201
+    retried = post(client, tenant, "owl", HTTP_AUTHORIZATION=f"Api-Key {key}")
+    assert retried.status_code == 201 and retried["Idempotent-Replayed"] == "true"

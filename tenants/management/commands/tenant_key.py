@@ -22,9 +22,12 @@ DEMO_KEY_NAME = "demo"
 
 def _expires(text: str) -> datetime:
     """`2027-01-31` (the start of that day, in TIME_ZONE) or an ISO date-time; never in the past."""
-    moment = parse_datetime(text)
+    try:  # both raise ValueError for a well-formed but impossible value (2027-02-30, 25:00)
+        moment = parse_datetime(text)
+        day = parse_date(text) if moment is None and len(text) == 10 else None
+    except ValueError:
+        moment = day = None
     if moment is None:
-        day = parse_date(text) if len(text) == 10 else None
         if day is None:
             raise CommandError(f"--expires {text!r} is not a date (2027-01-31) or an ISO date-time.")
         moment = datetime.combine(day, time.min)

@@ -79,7 +79,13 @@ def shared_cache(settings: Any, redis_url: str, key_prefix: str) -> Iterator[Non
     }
     settings.TENANT_CACHE_GENERATION_CHECK_MS = CHECK_MS
     yield
-    cache.clear()
+    # Only this test's keys: `cache.clear()` is FLUSHDB, which empties every other user's keys
+    # (other suites' queues and caches on the same Redis) as well.
+    import redis
+
+    server = redis.Redis.from_url(redis_url)
+    for name in server.scan_iter(match=f"{key_prefix}:*"):
+        server.delete(name)
 
 
 def test_redis_url_makes_the_default_cache_redis(redis_url, key_prefix):

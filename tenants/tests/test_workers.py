@@ -28,7 +28,8 @@ from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-REDIS = ("127.0.0.1", 6379, "redis://127.0.0.1:6379/0")
+# Its own Redis database: other suites use db 0 as their cache.
+REDIS = ("127.0.0.1", 6379, "redis://127.0.0.1:6379/3")
 RABBITMQ = ("127.0.0.1", 5672, "amqp://guest:guest@127.0.0.1:5672//")
 
 # What a new tenant of module test v1 gets.

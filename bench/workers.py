@@ -107,7 +107,7 @@ def _migrate(run: Run, variant: Variant, workers: Workers, *, label: str) -> Non
         env=env,
         capture_output=True,
         text=True,
-        timeout=max(600, run.params.tenants),
+        timeout=max(300, run.params.tenants / 2),  # a lost task would keep the command waiting
         check=False,
         preexec_fn=die_with_parent,
     )

@@ -119,7 +119,7 @@ def _redis_keys_absent(prefix: str) -> None:
     """The run's queues, bindings and results are gone from the broker."""
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis.Redis(host="127.0.0.1", port=6379, db=1)  # the bench's default broker
     try:
         assert client.keys(f"*{prefix}*") == []
     finally:

@@ -31,6 +31,9 @@ class Params:
     concurrency: int
     samples: int
     output: Path
+    celery_workers: tuple[int, ...] = (2, 4)  # figure 6: worker process counts (empty: skipped)
+    broker: str = ""  # figure 6's Celery broker
+    only: frozenset[int] = frozenset()  # the figures to measure (empty: all)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Params:
@@ -46,10 +49,29 @@ class Params:
             concurrency=args.concurrency or 8,
             samples=args.samples or (3 if quick else 20),
             output=Path(args.output) if args.output else default_output,
+            celery_workers=_counts(args.celery_workers),
+            broker=args.broker,
+            only=frozenset(_counts(args.only)),
         )
         if params.few < 1 or params.tenants <= params.few:
             raise BenchError(f"--tenants ({params.tenants}) must be above --few ({params.few}), which is at least 1")
+        if params.only - set(range(1, 7)):
+            raise BenchError(f"--only takes figure numbers 1-6, not {sorted(params.only)}")
         return params
+
+    def measures(self, figure: int) -> bool:
+        return not self.only or figure in self.only
+
+
+def _counts(value: str) -> tuple[int, ...]:
+    """`"2,4"` → (2, 4); a one-line error for anything but positive integers."""
+    try:
+        counts = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise BenchError(f"not a comma-separated list of numbers: {value!r}") from None
+    if any(c < 1 for c in counts):
+        raise BenchError(f"numbers must be at least 1: {value!r}")
+    return counts
 
 
 def log(message: str) -> None:

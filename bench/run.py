@@ -40,6 +40,7 @@ from bench.server import (
     server_stop,
 )
 from bench.system import MariaDBAdmin, load_average, machine_describe
+from bench.workers import workers_measure
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,6 +64,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, help="tenants provisioned one by one for figure 3 (default 20, quick 3)")
     parser.add_argument(
         "--output", help="Markdown report (default docs/performance.md, quick: var/performance-quick.md)"
+    )
+    parser.add_argument(
+        "--celery-workers",
+        default=os.environ.get("BENCH_CELERY_WORKERS", "2,4"),
+        help="figure 6: Celery worker process counts compared with in-process (default 2,4; empty: skip it)",
+    )
+    parser.add_argument(
+        "--broker",
+        # Database 1, as docker-compose's broker: the tests' Redis cache is database 0, which they empty.
+        default=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/1"),
+        help="figure 6's Celery broker, Redis or RabbitMQ (default redis://127.0.0.1:6379/1; also BENCH_BROKER_URL)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="measure only these figures, e.g. 6 or 4,6 (the tenants of figure 4 are always created; "
+        "the report then holds only those)",
     )
     parser.add_argument("--sweep", action="store_true", help="only drop what killed benchmark runs left, then exit")
     parser.add_argument("--db-host", default=os.environ.get("BENCH_DB_HOST", "127.0.0.1"))
@@ -105,16 +123,25 @@ def main(argv: list[str] | None = None) -> int:
     log(f"run {run.prefix}: {params.tenants} tenants, {machine.describe()}, load {report.load_before}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     configure(run, db)
+    p = params
     began = time.perf_counter()
     try:
         master_prepare(run)
         tenants_create(run)
-        rows_seed(run)
-        statements_measure(run)
-        provisioning_measure(run)
-        server_start(run)
-        overhead_measure(run)
-        scale_measure(run)
+        if p.measures(6):
+            workers_measure(run)
+        if p.measures(1) or p.measures(2) or p.measures(5):
+            rows_seed(run)
+        if p.measures(5):
+            statements_measure(run)
+        if p.measures(3):
+            provisioning_measure(run)
+        if p.measures(1) or p.measures(2):
+            server_start(run)
+        if p.measures(1):
+            overhead_measure(run)
+        if p.measures(2):
+            scale_measure(run)
     except BenchError as exc:
         print(f"bench: FAILED: {exc}", file=sys.stderr)
         return 1

@@ -95,10 +95,14 @@ def test_quick_benchmark_runs_end_to_end_and_drops_what_it_created(tmp_path):
         "## 3. Provisioning",
         "## 4. Migrating many tenants",
         "## 5. Statements per request",
+        "## 6. Migrating many tenants on Celery workers",
     ):
         assert title in report
     prefix = re.search(r"run (m3bench[0-9a-f]{6}):", done.stdout)
     assert prefix is not None, done.stdout[-2000:]
+    if "figure 6 skipped" not in done.stdout:  # the broker answered: both worker counts were timed
+        assert "| 2 worker processes |" in report and "| 4 worker processes |" in report
+        _redis_keys_absent(prefix.group(1))
     conn = MySQLdb.connect(host=db.host, port=db.port, user=db.user, password=db.password)
     try:
         with conn.cursor() as cur:
@@ -109,3 +113,46 @@ def test_quick_benchmark_runs_end_to_end_and_drops_what_it_created(tmp_path):
             assert cur.fetchall() == ()
     finally:
         conn.close()
+
+
+def _redis_keys_absent(prefix: str) -> None:
+    """The run's queues, bindings and results are gone from the broker."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=1)  # the bench's default broker
+    try:
+        assert client.keys(f"*{prefix}*") == []
+    finally:
+        client.close()
+
+
+def test_benchmark_refuses_an_unknown_figure_in_one_line(capsys):
+    from bench.run import main
+
+    assert main(["--quick", "--only", "7"]) == 2
+    assert capsys.readouterr().err == "bench: --only takes figure numbers 1-6, not [7]\n"
+
+
+@pytest.mark.mariadb
+def test_benchmark_says_why_it_skips_the_workers_figure_when_the_broker_is_down(tmp_path):
+    from django.conf import settings
+
+    db = settings.M3SAAS_CONFIG.database
+    output = tmp_path / "performance.md"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.run", "--quick", "--only", "6", "--output", str(output)),
+            *("--broker", "redis://127.0.0.1:1/0", "--db-host", db.host, "--db-port", str(db.port)),
+            *("--db-user", db.user, "--db-password", db.password),
+        ],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "figure 6 skipped: the broker does not answer at 127.0.0.1:1" in done.stdout
+    report = output.read_text()
+    assert "## 6. Migrating many tenants on Celery workers\n\nSkipped: the broker does not answer" in report
+    assert "## 2. Scale in tenants" not in report

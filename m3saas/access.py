@@ -7,6 +7,8 @@ and the check runs in `tenants.middleware.TenantMiddleware` before the module vi
   secret carries 238 random bits, so a fast hash is as safe as a slow one and costs
   microseconds per request; digests are compared in constant time.
 - A module view that anyone may call says so with `@public_api` (a class or a function view).
+- A staff user's admin session may read (GET, HEAD, OPTIONS) any tenant's module API without a
+  key, so an operator can browse it; it never writes. Other sessions count for nothing.
 - `MODULE_API_ACCESS=public` turns keys off for every module (the original's open API);
   `manage.py check` warns while it is on.
 - Rate limits count requests per fixed window on `CACHES["default"]`, with the cache's atomic
@@ -142,6 +144,12 @@ def public_api(view: V) -> V:
 def view_is_public(func: Any) -> bool:
     """Whether a resolved view function (or the class behind it) is marked `@public_api`."""
     return bool(getattr(func, "public_api", False) or getattr(getattr(func, "view_class", None), "public_api", False))
+
+
+def request_is_staff_session(request: Any) -> bool:
+    """Whether an active staff user is logged in (the admin's session); a DRF request or Django's."""
+    user = getattr(getattr(request, "_request", request), "user", None)
+    return bool(user is not None and user.is_active and user.is_staff)
 
 
 def module_api_access() -> str:

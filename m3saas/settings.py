@@ -127,6 +127,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_filters",
     *MODULE_APPS,
 ]
 
@@ -221,7 +222,12 @@ with contextlib.suppress(OSError):
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON first: the default for every client. The browsable API only for staff sessions or DEBUG.
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "m3saas.renderers.OperatorBrowsableAPIRenderer",
+    ],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "m3saas.renderers.OperatorContentNegotiation",
     "DEFAULT_PARSER_CLASSES": [
         "m3saas.parsers.JSONParser",
         "rest_framework.parsers.FormParser",

@@ -11,6 +11,7 @@ from django.urls import Resolver404, resolve
 
 from m3saas.access import (
     ACCESS_PUBLIC,
+    READ_METHODS,
     ApiKeyInfo,
     KeyNotAllowedError,
     NotAuthenticatedError,
@@ -18,6 +19,7 @@ from m3saas.access import (
     key_from_header,
     module_api_access,
     rate_limit_hit,
+    request_is_staff_session,
     view_is_public,
 )
 from m3saas.api import error_response
@@ -85,11 +87,14 @@ class TenantMiddleware:
         """The caller's key for this tenant, or None where no key is needed; raises 401/403.
 
         A key that is sent must be valid, even where none is needed. A key's limits (modules,
-        read-only) narrow what it opens, never what is open to anyone.
+        read-only) narrow what it opens, never what is open to anyone. Without a key, a staff
+        user's admin session may read (the browsable API for operators), never write.
         """
         sent = key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
         if sent is None:
             if module_api_access() == ACCESS_PUBLIC or self._view_is_public(request):
+                return None
+            if (request.method or "GET").upper() in READ_METHODS and request_is_staff_session(request):
                 return None
             raise NotAuthenticatedError()
         if not sent:

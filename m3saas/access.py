@@ -207,7 +207,8 @@ def rate_limit_parse(text: str) -> RateLimit | None:
     return RateLimit(requests=int(match["count"]), seconds=_PERIODS[match["period"]])
 
 
-def _window_count(key: str, timeout: int) -> int:
+def cache_count(key: str, timeout: int) -> int:
+    """Add one to the counter `key` in the shared cache (made with `timeout` when missing)."""
     try:
         return int(cache.incr(key))
     except ValueError:
@@ -240,7 +241,7 @@ def rate_limit_hit(scope: str, limit: RateLimit | None) -> None:
     window = int(now // limit.seconds)
     try:
         # Kept twice the window: a key that expired between Redis' EXISTS and INCR would live forever.
-        count = _window_count(f"m3saas:rate:{scope}:{limit.seconds}:{window}", timeout=2 * limit.seconds)
+        count = cache_count(f"m3saas:rate:{scope}:{limit.seconds}:{window}", timeout=2 * limit.seconds)
     except Exception as exc:  # any cache backend's own error
         _cache_failed(exc)
         return

@@ -207,14 +207,14 @@ def rate_limit_parse(text: str) -> RateLimit | None:
     return RateLimit(requests=int(match["count"]), seconds=_PERIODS[match["period"]])
 
 
-def cache_count(key: str, timeout: int) -> int:
-    """Add one to the counter `key` in the shared cache (made with `timeout` when missing)."""
+def cache_count(key: str, timeout: int, delta: int = 1) -> int:
+    """Add `delta` to the counter `key` in the shared cache (made with `timeout` when missing)."""
     try:
-        return int(cache.incr(key))
+        return int(cache.incr(key, delta))
     except ValueError:
-        if cache.add(key, 1, timeout=timeout):
-            return 1
-        return int(cache.incr(key))
+        if cache.add(key, delta, timeout=timeout):
+            return delta
+        return int(cache.incr(key, delta))
 
 
 # When a failing cache was last reported (time.monotonic()): once a minute is enough.

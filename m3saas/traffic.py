@@ -1,19 +1,24 @@
-"""Requests and errors per tenant and hour, counted in the shared cache for the admin's status page.
+"""Requests and errors per tenant and hour, counted for the admin's status page.
 
-One cache increment per request (two for an error), never a database write: the counters live in
-`CACHES["default"]` (Redis when `REDIS_URL` is set, shared by every process), one key per tenant,
-hour and kind, kept a little over a day. A cache that does not answer loses counts, never a
-request. Measured (README, "The admin"): about 2 µs per request on the local-memory cache and
-about 0.1 ms on the local Redis, next to a request of a few milliseconds.
+Never a database write, and no cache round trip per request: each process adds to its own buffer
+(a dict under a lock) and flushes it to the shared cache (`CACHES["default"]`, Redis when
+`REDIS_URL` is set) at most every `TRAFFIC_FLUSH_SECONDS`, one increment per tenant, hour and kind
+seen. The status page reads the cache, so it lags by that much; a process that stops loses at most
+that much; a cache that does not answer loses counts, never a request. Measured (README, "The
+admin"): 7 to 12 µs per request on a loaded 2-CPU machine, where an increment per request on the
+local Redis cost 1.8 to 3 ms.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
 
 from m3saas.access import cache_count
@@ -31,14 +36,54 @@ def _key(tenant_id: int, hour: int, kind: str) -> str:
     return f"m3saas:traffic:{tenant_id}:{hour}:{kind}"
 
 
+class _Buffer:
+    """This process's counts not yet in the cache (one per process: a fork starts with none)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.flushed_at = time.monotonic()
+
+    def take(self) -> Counter[str]:
+        with self.lock:
+            self.flushed_at = time.monotonic()
+            taken, self.counts = self.counts, Counter()
+            return taken
+
+    def add(self, keys: tuple[str, ...], *, every: float) -> Counter[str] | None:
+        """Count `keys`; the counts to flush when `every` seconds have passed since the last flush."""
+        with self.lock:
+            self.counts.update(keys)
+            now = time.monotonic()
+            if now - self.flushed_at < every:
+                return None
+            self.flushed_at = now
+            taken, self.counts = self.counts, Counter()
+            return taken
+
+
+_buffer = _Buffer()
+
+
 def traffic_count(*, tenant_id: int, status_code: int, now: float | None = None) -> None:
     """Count one request of `tenant_id`, and an error when its status is 500 or more."""
     hour = int((time.time() if now is None else now) // HOUR)
+    keys: tuple[str, ...] = (_key(tenant_id, hour, REQUESTS),)
+    if status_code >= 500:
+        keys += (_key(tenant_id, hour, ERRORS),)
+    taken = _buffer.add(keys, every=float(settings.TRAFFIC_FLUSH_SECONDS))
+    if taken:
+        traffic_flush(taken)
+
+
+def traffic_flush(counts: Counter[str] | None = None) -> None:
+    """Add `counts` (default: all this process holds) to the shared cache."""
+    if counts is None:
+        counts = _buffer.take()
     try:
-        cache_count(_key(tenant_id, hour, REQUESTS), timeout=KEEP_SECONDS)
-        if status_code >= 500:
-            cache_count(_key(tenant_id, hour, ERRORS), timeout=KEEP_SECONDS)
-    except Exception as exc:  # any cache backend's own error: the request goes on uncounted
+        for key, delta in counts.items():
+            cache_count(key, timeout=KEEP_SECONDS, delta=delta)
+    except Exception as exc:  # any cache backend's own error: these counts are lost
         logger.debug("traffic not counted: %s", exc)
 
 

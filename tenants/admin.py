@@ -199,8 +199,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     form = TenantForm
-    # Short columns: the list fits a 1280-px screen with the filters beside it.
-    list_display = ["id", "name", "user", "per_day_backups", "max_backups", "subscription_count", "state"]
+    # Short columns: the list fits a 1280-px screen beside the navigation and the filters (the
+    # database user, usually the name, is on the change page and found by the search).
+    list_display = ["id", "name", "state", "subscription_count", "backup_limits"]
     search_fields = ["name", "user", "=id"]
     list_filter = ["schema_state", "subscriptions__module"]
     ordering = ["id"]
@@ -225,6 +226,11 @@ class TenantAdmin(admin.ModelAdmin):
     def state(self, obj: Tenant) -> str:
         colour = STATE_COLOURS.get(obj.schema_state, "#666")
         return format_html('<strong style="color: {}">{}</strong>', colour, obj.schema_state)
+
+    @admin.display(description="backups kept")
+    def backup_limits(self, obj: Tenant) -> str:
+        per_day = f"{obj.per_day_backups}/day" if obj.per_day_backups > 0 else "any/day"
+        return f"{per_day}, {obj.max_backups if obj.max_backups > 0 else 'no'} max"
 
     def get_urls(self) -> list[URLPattern]:
         status = path("status/", self.admin_site.admin_view(self.status_view), name="tenants_status")

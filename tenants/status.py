@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
-from m3saas.traffic import TenantTraffic, traffic_list
+from m3saas.traffic import TenantTraffic, traffic_flush, traffic_list
 from tenants.backup_files import backups_list_all
 from tenants.models import Tenant, TenantMigrationRun
 
@@ -130,6 +130,7 @@ def servers_list(tenants: list[Tenant]) -> list[ServerCount]:
 
 def traffic_rows(tenants: list[Tenant], *, now: float | None = None) -> list[TrafficRow]:
     """Each tenant's last 24 hours as SVG bars (one scale for the page), busiest tenants first."""
+    traffic_flush()  # this process's own counts, at least, are current
     traffic = traffic_list(tenant_ids=[t.pk for t in tenants], now=now)
     peak = max((n for t in traffic for n in t.requests), default=0) or 1
     rows = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 from django.contrib.auth.models import User
@@ -11,11 +13,17 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from m3saas.engines import engine
+from m3saas.traffic import traffic_flush, traffic_list
 from tenants.backup_files import backup_path_new
 from tenants.models import Tenant, TenantMigrationRun
 from tenants.tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
+
+
+def tenant_row(**fields: Any) -> Tenant:
+    return cast(Tenant, TenantFactory(**fields))
+
 
 STATUS_URL = "/admin/tenants/tenant/status/"
 
@@ -34,14 +42,14 @@ def section(page: str, element_id: str) -> str:
 
 
 def test_status_page_shows_a_failed_tenant_with_its_error(operator):
-    tenant = TenantFactory(schema_state=Tenant.SchemaState.FAILED)
+    tenant = tenant_row(schema_state=Tenant.SchemaState.FAILED)
     TenantMigrationRun.objects.create(
         tenant=tenant, status=TenantMigrationRun.Status.FAILED, error="old error", finished_at=timezone.now()
     )
     TenantMigrationRun.objects.create(
         tenant=tenant, status=TenantMigrationRun.Status.FAILED, error="Table 'x' already exists <b>"
     )
-    TenantFactory(schema_state=Tenant.SchemaState.READY)
+    tenant_row(schema_state=Tenant.SchemaState.READY)
 
     response = operator.get(STATUS_URL)
 
@@ -61,12 +69,12 @@ def test_status_page_lists_a_tenant_whose_newest_backup_is_older_than_the_schedu
     settings.BACKUP_REPEAT = "day"
     settings.BACKUP_INTERVAL = 1
     extension = engine().backup_extension
-    late, recent = TenantFactory(schema_state="ready"), TenantFactory(schema_state="ready")
+    late, recent = tenant_row(schema_state="ready"), tenant_row(schema_state="ready")
     now = timezone.localtime().replace(tzinfo=None, microsecond=0)
     for tenant, age in [(late, 3), (late, 2), (recent, 4), (recent, 0)]:
-        path, _ = backup_path_new(database=tenant.name, at=now - timezone.timedelta(days=age), extension=extension)
+        path, _ = backup_path_new(database=tenant.name, at=now - timedelta(days=age), extension=extension)
         path.write_bytes(b"not read by the status page")
-    never = TenantFactory(schema_state="ready")
+    never = tenant_row(schema_state="ready")
 
     page = operator.get(STATUS_URL).content.decode()
 
@@ -100,8 +108,22 @@ def test_status_page_charts_the_requests_and_errors_counted_per_tenant(operator,
     assert 'class="req"' in traffic and "3 requests, 0 errors" in traffic
 
 
+def test_request_counts_reach_the_shared_cache_in_batches(operator, make_tenant, tenant_client, settings):
+    settings.TRAFFIC_FLUSH_SECONDS = 3600
+    tenant = make_tenant()
+    client = tenant_client(tenant)
+    traffic_flush()  # the first count of a process may flush at once
+    for _ in range(2):
+        assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+
+    assert traffic_list(tenant_ids=[tenant.id])[0].total_requests == 0  # still in this process
+    traffic = section(operator.get(STATUS_URL).content.decode(), "traffic")  # flushes this process's
+    assert re.search(r'<td class="requests">2</td><td class="errors">0</td>', traffic)
+    assert traffic_list(tenant_ids=[tenant.id])[0].total_requests == 2
+
+
 def test_status_page_shows_the_configured_database_server(operator):
-    TenantFactory(schema_state="ready")
+    tenant_row(schema_state="ready")
     servers = section(operator.get(STATUS_URL).content.decode(), "servers")
     assert "<td>1</td>" in servers
     assert ("files under" in servers) or (":" in servers)
@@ -138,7 +160,7 @@ def test_tenant_list_shows_subscription_counts_and_state_in_a_constant_number_of
     TenantFactory.create_batch(2, modules=[("test", 1)])
     with_two, _ = list_queries()
     TenantFactory.create_batch(8, modules=[("test", 1)])
-    failed = TenantFactory(modules=[("test", 1)])
+    failed = tenant_row(modules=[("test", 1)])
     Tenant.objects.filter(pk=failed.pk).update(schema_state=Tenant.SchemaState.FAILED)
     with_eleven, page = list_queries()
 
@@ -150,8 +172,8 @@ def test_tenant_list_shows_subscription_counts_and_state_in_a_constant_number_of
 def test_tenant_list_filtered_by_module_still_counts_each_subscription_once(operator):
     from subscriptions.models import Module
 
-    tenant = TenantFactory(modules=[("test", 1)])
-    other = TenantFactory(modules=[("test", 1)])
+    tenant = tenant_row(modules=[("test", 1)])
+    other = tenant_row(modules=[("test", 1)])
     module = Module.objects.get(name="test")
     page = operator.get("/admin/tenants/tenant/", {"subscriptions__module__id__exact": module.pk}).content.decode()
     assert tenant.name in page and other.name in page

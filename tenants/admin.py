@@ -13,6 +13,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Count, QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
@@ -237,7 +238,9 @@ class TenantAdmin(admin.ModelAdmin):
         return [status, *super().get_urls()]
 
     def status_view(self, request: HttpRequest) -> TemplateResponse:
-        """The operator's status page (staff only, as every admin view)."""
+        """The operator's status page: staff who may view tenants."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
         context = {**self.admin_site.each_context(request), "title": "Platform status", "opts": self.opts}
         response = TemplateResponse(request, "admin/tenants/status.html", {**context, **status_get()})
         add_never_cache_headers(response)

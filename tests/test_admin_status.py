@@ -136,6 +136,13 @@ def test_status_page_refuses_a_user_who_is_not_staff(client):
     assert response["Location"].startswith("/admin/login/")
 
 
+def test_status_page_refuses_staff_who_may_not_view_tenants(client):
+    client.force_login(User.objects.create_user("helpdesk", "h@example.com", "pw-helpdesk-123", is_staff=True))
+    response = client.get(STATUS_URL)
+    assert response.status_code == 403
+    assert "Failed migrations" not in response.content.decode()
+
+
 def test_status_page_refuses_an_anonymous_visitor(client):
     response = client.get(STATUS_URL)
     assert response.status_code == 302

@@ -107,10 +107,13 @@ def _fresh_cache() -> Iterator[None]:
     from django.core.cache import cache
 
     from m3saas.installation import installation_id_forget
+    from m3saas.traffic import traffic_flush
 
+    traffic_flush()  # this process's buffered request counts go with the rest
     cache.clear()
     installation_id_forget()
     yield
+    traffic_flush()
     cache.clear()
 
 

@@ -25,6 +25,3 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # The suite's commands run in-process whatever the shell says; the worker tests start their own.
 CELERY_BROKER_URL = ""
-
-# Request counters reach the cache at once, so no count is left over for the next test.
-TRAFFIC_FLUSH_SECONDS = 0.0

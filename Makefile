@@ -5,15 +5,16 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SYSTEM_PACKAGES := pkg-config libmariadb-dev mariadb-client
-# For the tests only: tests/test_proxy.py runs nginx.conf in front of gunicorn.
-TEST_SYSTEM_PACKAGES := nginx-light
+# For the tests only: tests/test_proxy.py runs nginx.conf in front of gunicorn;
+# tests/test_admin_browser.py screenshots the admin with headless Chromium.
+TEST_SYSTEM_PACKAGES := nginx-light chromium
 MARIADB_CONFIG := tests/mariadb.config.json
 
 .PHONY: run serve worker beat test test-sqlite test-mariadb lint check system-deps venv demo bench bench-quick clean
 
-## system-deps: install the build headers of mysqlclient, the MariaDB client tools and nginx for the tests (root + apt)
+## system-deps: install the build headers of mysqlclient, the MariaDB client tools, and nginx and chromium for the tests (root + apt)
 system-deps:
-	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	@if { ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] || ! command -v chromium >/dev/null 2>&1; } && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "Installing $(TEST_SYSTEM_PACKAGES) with apt-get"; \
 		apt-get install -y -qq $(TEST_SYSTEM_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq $(TEST_SYSTEM_PACKAGES) >/dev/null) || true; \
 	fi

@@ -215,13 +215,14 @@ def rate_limit_parse(text: str) -> RateLimit | None:
     return RateLimit(requests=int(match["count"]), seconds=_PERIODS[match["period"]])
 
 
-def _window_count(key: str, timeout: int) -> int:
+def cache_count(key: str, timeout: int, delta: int = 1) -> int:
+    """Add `delta` to the counter `key` in the shared cache (made with `timeout` when missing)."""
     try:
-        return int(cache.incr(key))
+        return int(cache.incr(key, delta))
     except ValueError:
-        if cache.add(key, 1, timeout=timeout):
-            return 1
-        return int(cache.incr(key))
+        if cache.add(key, delta, timeout=timeout):
+            return delta
+        return int(cache.incr(key, delta))
 
 
 # When a failing cache was last reported (time.monotonic()): once a minute is enough.
@@ -248,7 +249,7 @@ def rate_limit_hit(scope: str, limit: RateLimit | None) -> None:
     window = int(now // limit.seconds)
     try:
         # Kept twice the window: a key that expired between Redis' EXISTS and INCR would live forever.
-        count = _window_count(f"m3saas:rate:{scope}:{limit.seconds}:{window}", timeout=2 * limit.seconds)
+        count = cache_count(f"m3saas:rate:{scope}:{limit.seconds}:{window}", timeout=2 * limit.seconds)
     except Exception as exc:  # any cache backend's own error
         _cache_failed(exc)
         return

@@ -108,6 +108,13 @@ BACKUP_INTERVAL = env.int("BACKUP_INTERVAL", default=1)
 MYSQLDUMP_COMMAND = env.str("MYSQLDUMP_COMMAND", default="mysqldump")
 MYSQL_COMMAND = env.str("MYSQL_COMMAND", default="mysql")
 
+# The admin's branding (its pages' header and <title>).
+ADMIN_SITE_HEADER = env.str("ADMIN_SITE_HEADER", default="M3SaaS operator admin")
+ADMIN_SITE_TITLE = env.str("ADMIN_SITE_TITLE", default="M3SaaS admin")
+# Seconds each process keeps its per-tenant request counts before adding them to the shared cache
+# (the status page's chart lags by as much; 0: at every request).
+TRAFFIC_FLUSH_SECONDS = env.float("TRAFFIC_FLUSH_SECONDS", default=10.0)
+
 MODULES_DIR = Path(env.str("MODULES_DIR", default=str(BASE_DIR / "modules")))
 MODULE_APPS = discover_module_apps(MODULES_DIR)
 

@@ -25,6 +25,11 @@ platform_patterns = [
 ]
 
 _prefix = f"{settings.M3SAAS_CONFIG.sub_directory}/" if settings.M3SAAS_CONFIG.sub_directory else ""
+admin.site.site_header = settings.ADMIN_SITE_HEADER
+admin.site.site_title = settings.ADMIN_SITE_TITLE
+admin.site.index_title = "Tenants, modules and subscriptions"
+# "View site": the API docs, the closest thing to a site this platform has.
+admin.site.site_url = f"/{_prefix}schema/"
 urlpatterns: list[URLPattern | URLResolver] = [path(_prefix, include(platform_patterns))]
 if _prefix:
     # Load balancers and the container's health check ask `/health`, whatever the prefix.

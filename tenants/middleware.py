@@ -3,6 +3,7 @@ the rate limits, set the tenant context."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from django.conf import settings
@@ -32,6 +33,7 @@ from m3saas.tenancy.connections import (
 from m3saas.tenancy.context import use_tenant
 from m3saas.tenancy.ownership import tenant_owner_verify
 from m3saas.tenancy.paths import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
+from m3saas.traffic import traffic_count
 from tenants.api_keys import api_key_authenticate, tenant_rate_limit_get
 from tenants.selectors import tenant_info_get
 from tenants.services import tenant_ready_ensure
@@ -48,11 +50,24 @@ class TenantMiddleware:
         match = self.path_regex.match(request.path_info)
         if match is None or match["module"] in PLATFORM_SEGMENTS:
             return self.get_response(request)
+        status_code = 500  # what ApiErrorMiddleware answers for an exception from below
+        try:
+            response = self._serve(request, match)
+            status_code = response.status_code
+            return response
+        finally:
+            # Counted once the tenant is known: ids of no tenant make no counters.
+            counted = getattr(request, "_traffic_tenant_id", None)
+            if counted is not None:
+                traffic_count(tenant_id=counted, status_code=status_code)
+
+    def _serve(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
         tenant_id = int(match["tenant"])
         try:
             # First: a caller without this tenant's key learns nothing of the tenant or its modules.
             api_key = self._api_key(request, tenant_id=tenant_id, module=match["module"])
             tenant = tenant_info_get(tenant_id=tenant_id)
+            request._traffic_tenant_id = tenant_id  # type: ignore[attr-defined]
             version = resolve_module_version(tenant, match["module"], match["version"])
             # Callers without a key (public views) are counted apart, per client address: they must
             # not spend the budget of the tenant's own software.

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         report=report,
     )
     log(f"run {run.prefix}: {params.tenants} tenants, {machine.describe()}, load {report.load_before}")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
     configure(run, db)
     p = params
     began = time.perf_counter()
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench: FAILED: {exc}", file=sys.stderr)
         return 1
+    except SystemExit as exc:  # from `_stop`
+        print(f"bench: STOPPED by a signal (exit {exc.code}); dropping what it created", file=sys.stderr)
+        raise
     finally:
         server_stop(run)
         cleanup(run)
@@ -152,6 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     report.write(params.output)
     log(f"done in {time.perf_counter() - began:.0f} s; report written to {params.output}")
     return 0
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM or Ctrl-C: stop now (a migration over the tenants finishes those in flight and starts
+    no other: `tenants_each`), drop what the run created, exit 128 + the signal (143, 130).
+
+    A second signal during the clean-up acts as it would have without this handler."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,13 @@ class Tenant(models.Model):
         help_text="Whether the database is up to date with the tenant's modules; pending after a change.",
     )
     schema_state_at = models.DateTimeField(default=timezone.now, help_text="When schema_state last changed.")
+    migration_fingerprint = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="Hash of the migrations the last successful run left applied; blank: unknown (opened next run).",
+    )
     rate_limit = models.CharField(
         max_length=32,
         blank=True,
@@ -97,6 +104,7 @@ class TenantMigrationRun(models.Model):
         RUNNING = "running", "running"
         OK = "ok", "ok"
         FAILED = "failed", "failed"
+        NOT_RUN = "not_run", "not run"  # the run was stopped (SIGTERM, Ctrl-C) before this tenant's turn
 
     class Trigger(models.TextChoices):
         COMMAND = "command", "command"

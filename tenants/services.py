@@ -8,12 +8,19 @@ written from the calling thread; worker threads touch tenant databases only.
 A run holds the tenant's schema lock for all of its database work, so a `running` run whose
 tenant's lock another run has taken was left by a process that died: that run closes it as
 failed, "Interrupted: …" (see `_run_finish`).
+
+A successful run keeps the tenant's migration fingerprint in the master
+(`tenant_migration_fingerprint`); a later run skips a ready tenant whose fingerprint equals the
+code's without opening its database, unless `verify`. Any change marking the tenant pending
+(subscription, upgrade, restore) clears it. A run stopped by SIGTERM/Ctrl-C closes the runs of
+the tenants it did not start as `not_run`.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +39,7 @@ from m3saas.tenancy.cache import master_cache_invalidate
 from m3saas.tenancy.connections import tenant_connection_register, tenant_connection_unregister
 from m3saas.tenancy.each import TenantOutcome, tenant_work_run, tenants_each
 from m3saas.tenancy.info import DEFAULT_BACKUP_LIMITS, TenantInfo
-from m3saas.tenancy.migrate import tenant_migrate_schema, tenant_schema_lock
+from m3saas.tenancy.migrate import tenant_migrate_schema, tenant_migration_fingerprint, tenant_schema_lock
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
 from tenants.models import Tenant, TenantMigrationRun
@@ -76,6 +83,12 @@ class TenantMigrationResult:
     seeded: bool = False
     # Earlier runs of the tenant found dead (still `running` while this run held the lock).
     interrupted: list[int] = field(default_factory=list)
+    # The run was stopped before this tenant's turn (its run is closed `not_run`).
+    not_run: bool = False
+    # Skipped unopened: its fingerprint in the master says nothing is pending (no run recorded).
+    unchanged: bool = False
+    # What the tenant's fingerprint is once this run succeeds.
+    fingerprint: str = ""
 
     @property
     def ok(self) -> bool:
@@ -134,7 +147,7 @@ def tenant_migrate(
     tenant's own failure (it is in the result and in the run)."""
     open_runs = _runs_open(tenant_ids=[tenant.id])
     run = _run_start(tenant_id=tenant.id, trigger=trigger)
-    result = TenantMigrationResult(tenant=tenant.name, tenant_id=tenant.id)
+    result = TenantMigrationResult(tenant=tenant.name, tenant_id=tenant.id, fingerprint=_fingerprint(tenant))
     work = _migration_work(result, seed, open_runs.get(tenant.id, []))
     _result_finish(result, tenant_work_run(work, tenant, what="migration"))
     _run_finish(run, result)
@@ -151,12 +164,17 @@ def tenants_migrate_all(
     failed_only: bool = False,
     pending_only: bool = False,
     on_start: Callable[[int], None] | None = None,
+    verify: bool = False,
+    stop: threading.Event | None = None,
 ) -> list[TenantMigrationResult]:
     """Migrate every tenant (or `tenants`, or those whose last run failed or never finished,
     or those pending) with at most `workers` in parallel, carrying on past failures.
 
     `on_start` gets the number of tenants; results come back to `on_result` (in this thread) as
-    tenants finish; the returned list keeps tenant order, unresolvable tenants first.
+    tenants finish; the returned list keeps tenant order, unresolvable tenants first. Without
+    `verify` (which opens every database), a ready tenant whose fingerprint is the code's is
+    skipped (`unchanged`) unless seeds are applied. Once `stop` is set, tenants not started yet
+    are not run (`not_run`).
     """
     unresolved: list[tuple[TenantInfo, str]]
     if tenants is not None:
@@ -179,10 +197,19 @@ def tenants_migrate_all(
         if on_result:
             on_result(result)
         failed_early.append(result)
-    open_runs = _runs_open(tenant_ids=[info.id for info in todo])
+    results = {
+        info.id: TenantMigrationResult(tenant=info.name, tenant_id=info.id, fingerprint=_fingerprint(info))
+        for info in todo
+    }
+    if not verify and seed == Seeding.NONE:
+        _unchanged_mark(todo, results)
+    for info in todo:
+        if results[info.id].unchanged and on_result:
+            on_result(results[info.id])
+    opened = [info for info in todo if not results[info.id].unchanged]
+    open_runs = _runs_open(tenant_ids=[info.id for info in opened])
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        runs = {info.id: _run_start(tenant_id=info.id, trigger=trigger) for info in todo}
-    results = {info.id: TenantMigrationResult(tenant=info.name, tenant_id=info.id) for info in todo}
+        runs = {info.id: _run_start(tenant_id=info.id, trigger=trigger) for info in opened}
 
     def work(tenant: TenantInfo) -> None:
         _migration_work(results[tenant.id], seed, open_runs.get(tenant.id, []))(tenant)
@@ -190,15 +217,34 @@ def tenants_migrate_all(
     def done(outcome: TenantOutcome[None]) -> None:
         result = results[outcome.tenant.id]
         _result_finish(result, outcome)
+        if outcome.not_run:
+            result.not_run = True
+            _run_not_run(runs[outcome.tenant.id], result)
+            if on_result:
+                on_result(result)
+            return
         finish(runs[outcome.tenant.id], result)
 
-    tenants_each(
-        work,
-        tenants=todo,
-        workers=max(1, workers or settings.TENANT_MIGRATION_WORKERS),
-        on_result=done,
-        what="migration",
-    )
+    try:
+        tenants_each(
+            work,
+            tenants=opened,
+            workers=max(1, workers or settings.TENANT_MIGRATION_WORKERS),
+            on_result=done,
+            what="migration",
+            stop=stop,
+        )
+    except BaseException:  # e.g. SystemExit from a signal handler: no run of this batch stays `running`
+        ids = [run.pk for run in runs.values()]
+        for start in range(0, len(ids), 500):  # bounded IN lists
+            TenantMigrationRun.objects.filter(
+                pk__in=ids[start : start + 500], status=TenantMigrationRun.Status.RUNNING
+            ).update(
+                status=TenantMigrationRun.Status.NOT_RUN,
+                finished_at=timezone.now(),
+                error="Stopped: the process was interrupted before this tenant's result was recorded.",
+            )
+        raise
     return failed_early + [results[info.id] for info in todo]
 
 
@@ -322,7 +368,9 @@ def tenants_schema_mark_pending(*, tenant_ids: Iterable[int]) -> int:
     ids = sorted(set(tenant_ids))
     if not ids:
         return 0
-    changed = Tenant.objects.filter(pk__in=ids).update(schema_state=State.PENDING, schema_state_at=timezone.now())
+    changed = Tenant.objects.filter(pk__in=ids).update(
+        schema_state=State.PENDING, schema_state_at=timezone.now(), migration_fingerprint=""
+    )
     if changed:
         master_cache_invalidate()
     return changed
@@ -383,6 +431,29 @@ def _result_finish(result: TenantMigrationResult, outcome: TenantOutcome[None]) 
     result.seconds = outcome.seconds
 
 
+def _fingerprint(tenant: TenantInfo) -> str:
+    return tenant_migration_fingerprint(tenant.app_labels)
+
+
+def _unchanged_mark(todo: list[TenantInfo], results: dict[int, TenantMigrationResult]) -> None:
+    """Mark the ready tenants whose fingerprint in the master is the code's: nothing to apply."""
+    ready = [info.id for info in todo if info.schema_state == State.READY]
+    kept: dict[int, str] = {}
+    for start in range(0, len(ready), 1000):  # bounded IN lists
+        rows = Tenant.objects.filter(pk__in=ready[start : start + 1000]).exclude(migration_fingerprint="")
+        kept.update(rows.values_list("id", "migration_fingerprint"))
+    for tenant_id, fingerprint in kept.items():
+        if fingerprint == results[tenant_id].fingerprint:
+            results[tenant_id].unchanged = True
+
+
+def _run_not_run(run: TenantMigrationRun, result: TenantMigrationResult) -> None:
+    """Close the run of a tenant the stopped run did not start; its schema state is left as it was."""
+    TenantMigrationRun.objects.filter(pk=run.pk, status=TenantMigrationRun.Status.RUNNING).update(
+        status=TenantMigrationRun.Status.NOT_RUN, finished_at=timezone.now(), error=result.error or ""
+    )
+
+
 def _run_start(*, tenant_id: int, trigger: str) -> TenantMigrationRun:
     return TenantMigrationRun.objects.create(tenant_id=tenant_id, trigger=trigger)
 
@@ -420,6 +491,10 @@ def _run_finish(run: TenantMigrationRun, result: TenantMigrationResult) -> None:
         seeded=result.seeded,
         error=result.error or "",
     )
+    # Before the state: the state's change moves schema_state_at past the run's start.
+    Tenant.objects.filter(pk=run.tenant_id, schema_state_at__lte=run.started_at).update(
+        migration_fingerprint=result.fingerprint if ok else ""
+    )
     _schema_state_set(
         tenant_id=run.tenant_id, state=State.READY if ok else State.FAILED, unless_changed_since=run.started_at
     )
@@ -445,6 +520,10 @@ def tenants_to_migrate(*, failed_only: bool, pending_only: bool) -> list[Tenant]
     if failed_only:
         latest = TenantMigrationRun.objects.filter(tenant=OuterRef("pk")).order_by("-started_at", "-id")
         rows = rows.annotate(last_run_status=Subquery(latest.values("status")[:1])).filter(
-            last_run_status__in=[TenantMigrationRun.Status.FAILED, TenantMigrationRun.Status.RUNNING]
+            last_run_status__in=[
+                TenantMigrationRun.Status.FAILED,
+                TenantMigrationRun.Status.RUNNING,
+                TenantMigrationRun.Status.NOT_RUN,
+            ]
         )
     return list(rows)

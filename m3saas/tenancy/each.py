@@ -5,14 +5,21 @@ caught into that tenant's `TenantOutcome` and the loop goes on. The work's conne
 tenant databases are closed when it ends (a run over 1,000 tenants must not keep 1,000 open).
 Outcomes reach `on_result` in the calling thread as tenants finish (so it may write master
 rows and print), and come back in the order of `tenants`.
+
+A run stops early when its `stop` event is set (`stop_on_signals`: SIGTERM, Ctrl-C): tenants
+in flight finish (a migration is never cut half-way), queued ones are not started and come
+back as `not_run` outcomes, so a container stop (SIGTERM, killed 10 s later) ends it cleanly.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -27,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+NOT_RUN = "Not run: the run was stopped (SIGTERM or Ctrl-C) before this tenant's turn."
+
 
 @dataclass
 class TenantOutcome(Generic[T]):
@@ -36,10 +45,46 @@ class TenantOutcome(Generic[T]):
     value: T | None = None
     error: str | None = None
     seconds: float = 0.0
+    # The run was stopped before this tenant's turn: its work never started.
+    not_run: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by the first SIGTERM or SIGINT (Ctrl-C) while the block runs, for `tenants_each(stop=)`.
+
+    The first signal only asks the run to stop (tenants in flight finish); the previous handlers
+    are put back at once, so a second signal acts as it would have (Ctrl-C twice interrupts).
+    Outside the main thread (where Python allows no handler) the event is never set.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    watched = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in watched}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def asked(signum: int, frame: object) -> None:
+        logger.warning(
+            "%s received: the tenants in flight finish, the others are not started", signal.Signals(signum).name
+        )
+        stop.set()
+        restore()
+
+    for signum in watched:
+        signal.signal(signum, asked)
+    try:
+        yield stop
+    finally:
+        restore()
 
 
 def tenant_connections_close() -> None:
@@ -83,10 +128,12 @@ def tenants_each(
     workers: int = 1,
     on_result: Callable[[TenantOutcome[T]], None] | None = None,
     what: str = "work",
+    stop: threading.Event | None = None,
 ) -> list[TenantOutcome[T]]:
     """Run `work` for every tenant, at most `workers` at once, carrying on past failures.
 
-    `what` names the work in log lines ("migration", "seeding", …).
+    `what` names the work in log lines ("migration", "seeding", …). Once `stop` is set, the
+    tenants not started yet are not run (outcomes with `not_run`, passed to `on_result` too).
     """
     todo = list(tenants)
     outcomes: dict[int, TenantOutcome[T]] = {}
@@ -103,12 +150,19 @@ def tenants_each(
             runnable[index] = tenant
     if workers <= 1 or len(runnable) <= 1:
         for index, tenant in runnable.items():
-            outcomes[index] = tenant_work_run(work, tenant, what=what)
+            stopped = stop is not None and stop.is_set()
+            outcomes[index] = _not_run(tenant) if stopped else tenant_work_run(work, tenant, what=what)
             if on_result is not None:
                 on_result(outcomes[index])
         return [outcomes[index] for index in range(len(todo))]
 
+    # Set when the loop below is left by an exception (SystemExit from a signal handler, a second
+    # Ctrl-C): the pool's exit waits for every queued tenant, which must then not start.
+    halted = threading.Event()
+
     def run(tenant: TenantInfo) -> TenantOutcome[T]:
+        if halted.is_set() or (stop is not None and stop.is_set()):  # queued when the run was stopped
+            return _not_run(tenant)
         try:
             return tenant_work_run(work, tenant, what=what)
         finally:
@@ -116,9 +170,20 @@ def tenants_each(
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=what.replace(" ", "-")) as pool:
         futures: dict[Future[TenantOutcome[T]], int] = {pool.submit(run, tenant): i for i, tenant in runnable.items()}
-        for future in as_completed(futures):
-            index = futures[future]
-            outcomes[index] = future.result()
-            if on_result is not None:
-                on_result(outcomes[index])
+        try:
+            for future in as_completed(futures):
+                index = futures[future]
+                outcomes[index] = future.result()
+                if on_result is not None:
+                    on_result(outcomes[index])
+        except BaseException:
+            halted.set()
+            pool.shutdown(wait=True, cancel_futures=True)  # the tenants in flight finish
+            skipped = sum(1 for f in futures if f.cancelled() or (f.exception() is None and f.result().not_run))
+            logger.warning("%s stopped: %d of %d tenants not started", what, skipped, len(todo))
+            raise
     return [outcomes[index] for index in range(len(todo))]
+
+
+def _not_run(tenant: TenantInfo) -> TenantOutcome[T]:
+    return TenantOutcome(tenant=tenant, error=NOT_RUN, not_run=True)

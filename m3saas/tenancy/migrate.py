@@ -7,11 +7,14 @@ from the tenant's module apps only, so a later subscription is migrated on the n
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
 
 from m3saas.engines import engine
@@ -53,6 +56,24 @@ def _targets(executor: MigrationExecutor, labels: tuple[str, ...]) -> list[tuple
     graph = executor.loader.graph
     known = {app for app, _ in graph.nodes}
     return [node for label in labels if label in known for node in graph.leaf_nodes(label)]
+
+
+@lru_cache(maxsize=1)
+def _code_graph_nodes() -> frozenset[tuple[str, str]]:
+    """Every migration of the code (read from disk once per process, no database)."""
+    return frozenset(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+
+
+@lru_cache(maxsize=256)
+def tenant_migration_fingerprint(labels: tuple[str, ...]) -> str:
+    """A hash of the migrations a database migrated with `labels` has applied, app by app.
+
+    Kept in the master after a successful run: a tenant whose fingerprint equals this value
+    (and whose schema is ready) has nothing to apply, so a run skips it without opening its
+    database. A change of the code's migrations or of the tenant's apps changes the value.
+    """
+    names = sorted(f"{app}.{name}" for app, name in _code_graph_nodes() if app in labels)
+    return hashlib.sha256("\n".join([",".join(labels), *names]).encode()).hexdigest()
 
 
 def tenant_migration_plan(executor: MigrationExecutor, labels: tuple[str, ...]) -> list[str]:

@@ -23,6 +23,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 
 from m3saas.access import key_digest, key_generate
+from m3saas.audit.admin import AuditedAdminMixin
 from m3saas.fields import CLEAR_PASSWORD_MAX_LENGTH
 from subscriptions.admin import MOVE_ACTION, SubscriptionAdmin, major_version_change_error
 from subscriptions.models import Module, Subscription
@@ -128,7 +129,7 @@ def report_result(request: HttpRequest, result: TenantMigrationResult | None) ->
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """Make a key (shown once, on the page that answers the save), revoke or delete keys."""
 
     list_display = ["id", "tenant", "name", "modules", "read_only", "expires_at", "last_used_at", "key_status"]
@@ -194,7 +195,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = TenantForm
     list_display = ["id", "name", "user", "per_day_backups", "max_backups", "subscription_count", "schema_state"]
     search_fields = ["name", "user", "=id"]
@@ -294,7 +295,7 @@ class MoveForm(forms.Form):
 
 
 @admin.register(Subscription)
-class TenantSubscriptionAdmin(SubscriptionAdmin):
+class TenantSubscriptionAdmin(AuditedAdminMixin, SubscriptionAdmin):
     """The subscription admin, which also brings the tenant's database up to date on save and
     moves subscriptions to another major version the way `upgrade_subscription` does."""
 

@@ -12,6 +12,7 @@ from tenants.workers import no_wait_argument_add, no_wait_check
 
 
 class Command(PlatformCommand):
+    audited = True
     help = (
         "Create missing tenant databases and apply pending module migrations to every tenant (or, with "
         "--failed, to those whose last run failed or never finished). Each result is recorded in the master "

@@ -190,7 +190,7 @@ class ApiKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     @admin.action(description="Revoke the selected keys (refused from the next request on)")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for row in queryset:
-            api_key_revoke(key_id=row.pk)
+            self.audit(request, api_key_revoke(key_id=row.pk), "revoke")
         messages.success(request, f"{queryset.count()} key(s) revoked.")
 
 
@@ -260,9 +260,9 @@ class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
             except Exception as exc:
                 messages.error(request, f"Tenant {row.name}: {exc}")
                 continue
-            report_result(
-                request, tenant_migrate(tenant=info, seed=Seeding.MAIN, trigger=TenantMigrationRun.Trigger.ADMIN)
-            )
+            result = tenant_migrate(tenant=info, seed=Seeding.MAIN, trigger=TenantMigrationRun.Trigger.ADMIN)
+            self.audit(request, row, "migrate", {"ok": result.ok})
+            report_result(request, result)
 
 
 @admin.register(TenantMigrationRun)
@@ -328,5 +328,6 @@ class TenantSubscriptionAdmin(AuditedAdminMixin, SubscriptionAdmin):
                 to_version=form.cleaned_data["to_version"],
                 drop_old=form.cleaned_data["drop_old"],
             )
+            self.audit(request, subscription, "upgrade", {"to_version": result.to_version, "ok": result.ok})
             (messages.success if result.ok else messages.error)(request, result.describe())
         return None

@@ -28,25 +28,25 @@ def _changed(message: Any) -> Any:
 class AuditedAdminMixin:
     """Put first in a ModelAdmin's bases: its adds, changes and deletions go to the audit log too."""
 
-    def _audit(self, request: HttpRequest, obj: Model, verb: str, message: Any = "") -> None:
-        detail = {"changed": _changed(message)} if message else {}
+    def audit(self, request: HttpRequest, obj: Model, verb: str, detail: dict[str, Any] | None = None) -> None:
+        """Record a write of this admin on `obj` (also for actions, which Django does not log)."""
         audit_record_request(
             request, source=Source.ADMIN, action=f"{obj._meta.model_name}.{verb}", target=obj, detail=detail
         )
 
     def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> LogEntry:
         entry: LogEntry = super().log_addition(request, obj, message)  # type: ignore[misc]
-        self._audit(request, obj, "create")
+        self.audit(request, obj, "create")
         return entry
 
     def log_change(self, request: HttpRequest, obj: Model, message: Any) -> LogEntry:
         entry: LogEntry = super().log_change(request, obj, message)  # type: ignore[misc]
-        self._audit(request, obj, "update", message)
+        self.audit(request, obj, "update", {"changed": _changed(message)})
         return entry
 
     def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
         for obj in queryset:
-            self._audit(request, obj, "delete")
+            self.audit(request, obj, "delete")
         return super().log_deletions(request, queryset)  # type: ignore[misc]
 
 

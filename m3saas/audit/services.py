@@ -25,21 +25,17 @@ def _is_secret(name: str) -> bool:
     return lowered not in _SAFE_KEYS and any(word in lowered for word in _SECRET_WORDS)
 
 
+def _value_clean(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return audit_detail_clean(value)
+    if isinstance(value, (list, tuple)):
+        return [_value_clean(v) for v in value]
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
 def audit_detail_clean(detail: Mapping[str, Any]) -> dict[str, Any]:
-    """`detail` without secret-looking keys and with values JSON can hold (others as text)."""
-    cleaned: dict[str, Any] = {}
-    for name, value in detail.items():
-        if _is_secret(str(name)):
-            continue
-        if isinstance(value, Mapping):
-            cleaned[str(name)] = audit_detail_clean(value)
-        elif value is None or isinstance(value, (str, int, float, bool)):
-            cleaned[str(name)] = value
-        elif isinstance(value, (list, tuple)):
-            cleaned[str(name)] = [v if isinstance(v, (str, int, float, bool)) else str(v) for v in value]
-        else:
-            cleaned[str(name)] = str(value)
-    return cleaned
+    """`detail` without secret-looking keys, at any depth, and with values JSON can hold (others as text)."""
+    return {str(name): _value_clean(value) for name, value in detail.items() if not _is_secret(str(name))}
 
 
 def request_address(request: HttpRequest) -> str:
@@ -107,5 +103,6 @@ def audit_record_command(*, command: str, options: Mapping[str, Any], ok: bool) 
             detail={"options": options, "ok": ok},
         )
     except DatabaseError:
-        logger.exception("The audit entry of command %s could not be written", command)
+        # E.g. a master not migrated yet: the command's own outcome matters more than its entry.
+        logger.warning("The audit entry of command %s could not be written", command)
         return None

@@ -20,6 +20,7 @@ from tenants.api_keys import api_key_create, api_key_list, api_key_revoke
 from tenants.backup_files import backup_list
 from tenants.backups import backup_create, backup_target_tenant
 from tenants.models import ApiKey, Tenant, TenantMigrationRun
+from tenants.operator_api import schema as _schema  # noqa: F401  (its authentication extension)
 from tenants.operator_api import serializers as s
 from tenants.operator_api.services import (
     OperatorInputError,
@@ -47,7 +48,7 @@ class OperatorView(_OperatorView):
         audit_record_request(request, source=Source.API, action=action, target=target, **kwargs)
 
     def page(self, request: Request, rows: QuerySet[Any], serializer: type[Serializer[Any]]) -> Response:
-        paginator = OperatorPagination()
+        paginator = OperatorPagination()  # also named on the view, for the schema
         found = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(serializer(found, many=True).data)
 
@@ -76,12 +77,12 @@ def _tenant_output(tenant_id: int) -> dict[str, Any]:
 
 
 class TenantListView(OperatorView):
+    pagination_class = OperatorPagination
+
     @extend_schema(
         parameters=[
             OpenApiParameter("state", str, enum=STATES, description="Only tenants in this schema state."),
             OpenApiParameter("module", str, description="Only tenants subscribed to this module."),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
         ],
         responses=s.TenantOutput(many=True),
     )
@@ -178,6 +179,8 @@ class SubscriptionDetailView(OperatorView):
 
 
 class RunListView(OperatorView):
+    pagination_class = OperatorPagination
+
     @extend_schema(responses=s.RunOutput(many=True))
     def get(self, request: Request, tenant_id: int) -> Response:
         tenant = _tenant(tenant_id)
@@ -229,11 +232,11 @@ class ApiKeyDetailView(OperatorView):
 
 
 class AuditListView(OperatorView):
+    pagination_class = OperatorPagination
+
     @extend_schema(
         parameters=[
             OpenApiParameter("source", str, enum=[c.value for c in AuditEntry.Source]),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
         ],
         responses=s.AuditEntryOutput(many=True),
     )

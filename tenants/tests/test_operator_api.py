@@ -246,3 +246,24 @@ def test_the_operator_schema_and_its_swagger_ui_are_served(operator):
     assert not any("/test/v1/" in p for p in paths)
     docs = APIClient().get("/schema/operator/v1/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/operator/v1/tenants/99999999999999999999999999",
+        "/operator/v1/tenants/99999999999999999999999999/keys/abcdefgh",
+        "/operator/v1/tenants?page=abc",
+        "/operator/v1/tenants?page_size=-5&state=",
+        "/operator/v1/audit?page=0",
+    ],
+)
+def test_hostile_paths_and_queries_are_client_errors(operator, url):
+    responses = [
+        operator.get(url),
+        operator.patch(url, {"max_backups": "x" * 5000}, format="json"),
+        operator.delete(url),
+    ]
+    assert all(400 <= r.status_code < 500 and "error" in r.json() for r in responses), [
+        r.status_code for r in responses
+    ]

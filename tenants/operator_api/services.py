@@ -16,7 +16,6 @@ from tenants.services import (
     Seeding,
     tenant_create,
     tenant_migrate,
-    tenant_migrate_if_pending,
     tenant_subscribe,
     tenants_schema_mark_pending,
 )
@@ -79,7 +78,9 @@ def operator_subscription_add(*, tenant: Tenant, module: str, version: int) -> S
         subscription = tenant_subscribe(tenant_id=tenant.pk, module=module, version=version)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    tenant_migrate_if_pending(tenant_id=tenant.pk, trigger=HTTP)
+    if Tenant.objects.filter(pk=tenant.pk, schema_state=Tenant.SchemaState.PENDING).exists():
+        # AUTO_MIGRATION off: `tenant_subscribe` left it pending.
+        tenant_migrate(tenant=tenant_info_fresh(tenant_id=tenant.pk), seed=Seeding.MAIN, trigger=HTTP)
     return subscription
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
+from m3saas.audit.services import audit_record_command
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
 from m3saas.tenancy.directory import tenant_directory
 from m3saas.tenancy.info import TenantInfo
@@ -53,13 +54,49 @@ def tenant_get(reference: str) -> TenantInfo:
         raise CommandError(f"Tenant {reference!r}: {exc.message}") from None
 
 
+# Options every command has; an audit entry keeps only the command's own.
+_COMMON_OPTIONS = {
+    "verbosity",
+    "settings",
+    "pythonpath",
+    "traceback",
+    "no_color",
+    "force_color",
+    "skip_checks",
+    "stdout",
+    "stderr",
+}
+
+
+def _audited_options(args: tuple[Any, ...], options: dict[str, Any]) -> dict[str, Any]:
+    kept = {name: value for name, value in options.items() if name not in _COMMON_OPTIONS}
+    return {**kept, "args": [str(a) for a in args]} if args else kept
+
+
 class PlatformCommand(BaseCommand):
     """A command of the platform: `-v 0` is quiet, and `confirm` never dies of an `EOFError`."""
 
     # False where what the command prints is what was asked for (a listing, a hash): `-v 0` keeps it.
     quiet_drops_output = True
 
+    # Set on commands that write: each run is then recorded in the audit log (the system user, the options).
+    audited = False
+
     def execute(self, *args: Any, **options: Any) -> Any:
+        if not self.audited:
+            return self._execute(*args, **options)
+        ok = False
+        try:
+            result = self._execute(*args, **options)
+            ok = True
+            return result
+        finally:
+            audit_record_command(command=self._audit_name(), options=_audited_options(args, options), ok=ok)
+
+    def _audit_name(self) -> str:
+        return type(self).__module__.rpartition(".")[2]
+
+    def _execute(self, *args: Any, **options: Any) -> Any:
         # Questions are asked where the caller sees them, even when `-v 0` drops the report.
         self.prompt_out = OutputWrapper(options.get("stdout") or sys.stdout)
         if options.get("verbosity", 1) >= 1:

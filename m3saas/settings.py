@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "m3saas",
     "m3saas.bookkeeping",
     "m3saas.installation",
+    "m3saas.audit",
     "tenants",
     "subscriptions",
     "django.contrib.admin",

@@ -9,6 +9,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from m3saas.health import HealthView
 from m3saas.modules.urls import module_urlpatterns
 from m3saas.openapi import schema_urlpatterns
+from tenants.operator_api.urls import operator_schema_urlpatterns
 
 handler400 = "m3saas.api.bad_request_view"
 handler403 = "m3saas.api.permission_denied_view"
@@ -21,6 +22,8 @@ platform_patterns = [
     path("admin/", admin.site.urls),
     path("health", HealthView.as_view(), name="health"),
     *schema_urlpatterns(),
+    *operator_schema_urlpatterns(),
+    path("operator/v1/", include("tenants.operator_api.urls")),
     path("", include("tenants.urls")),
 ]
 

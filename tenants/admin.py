@@ -24,6 +24,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 
 from m3saas.access import key_digest, key_generate
+from m3saas.audit.admin import AuditedAdminMixin
 from m3saas.fields import CLEAR_PASSWORD_MAX_LENGTH
 from subscriptions.admin import MOVE_ACTION, SubscriptionAdmin, major_version_change_error
 from subscriptions.models import Module, Subscription
@@ -132,7 +133,7 @@ def report_result(request: HttpRequest, result: TenantMigrationResult | None) ->
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """Make a key (shown once, on the page that answers the save), revoke or delete keys."""
 
     list_display = ["id", "tenant", "name", "modules", "read_only", "expires_at", "last_used_at", "key_status"]
@@ -204,12 +205,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected keys (refused from the next request on)")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for row in queryset:
-            api_key_revoke(key_id=row.pk)
+            self.audit(request, api_key_revoke(key_id=row.pk), "revoke")
         messages.success(request, f"{queryset.count()} key(s) revoked.")
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = TenantForm
     # Short columns: the list fits a 1280-px screen beside the navigation and the filters (the
     # database user, usually the name, is on the change page and found by the search).
@@ -303,9 +304,9 @@ class TenantAdmin(admin.ModelAdmin):
             except Exception as exc:
                 messages.error(request, f"Tenant {row.name}: {exc}")
                 continue
-            report_result(
-                request, tenant_migrate(tenant=info, seed=Seeding.MAIN, trigger=TenantMigrationRun.Trigger.ADMIN)
-            )
+            result = tenant_migrate(tenant=info, seed=Seeding.MAIN, trigger=TenantMigrationRun.Trigger.ADMIN)
+            self.audit(request, row, "migrate", {"ok": result.ok})
+            report_result(request, result)
 
 
 @admin.register(TenantMigrationRun)
@@ -338,7 +339,7 @@ class MoveForm(forms.Form):
 
 
 @admin.register(Subscription)
-class TenantSubscriptionAdmin(SubscriptionAdmin):
+class TenantSubscriptionAdmin(AuditedAdminMixin, SubscriptionAdmin):
     """The subscription admin, which also brings the tenant's database up to date on save and
     moves subscriptions to another major version the way `upgrade_subscription` does."""
 
@@ -371,5 +372,6 @@ class TenantSubscriptionAdmin(SubscriptionAdmin):
                 to_version=form.cleaned_data["to_version"],
                 drop_old=form.cleaned_data["drop_old"],
             )
+            self.audit(request, subscription, "upgrade", {"to_version": result.to_version, "ok": result.ok})
             (messages.success if result.ok else messages.error)(request, result.describe())
         return None

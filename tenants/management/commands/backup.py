@@ -20,6 +20,7 @@ from tenants.workers import no_wait_argument_add, no_wait_check
 
 
 class Command(PlatformCommand):
+    audited = True
     help = (
         "Back up the master database (default), one tenant (--tenant ID|NAME) or every tenant "
         "(--all-tenants) into BACKUP_DIR/<database>/<database>-YYYY-MM-DD-HHMMSS.<ext>, then "

@@ -16,6 +16,7 @@ EXIT_STOPPED = 3
 
 
 class Command(PlatformCommand):
+    audited = True
     help = (
         "Create missing tenant databases and apply pending module migrations to every tenant (or, with "
         "--failed, to those whose last run failed or never finished). Each result is recorded in the master "

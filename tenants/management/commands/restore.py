@@ -23,6 +23,7 @@ def _date(value: str) -> date:
 
 
 class Command(PlatformCommand):
+    audited = True
     help = (
         "Replace a tenant's data with a backup: the newest, the newest of --date YYYY-MM-DD, "
         "or exactly --date YYYY-MM-DD --series HHMMSS, then migrate it to its modules. "

@@ -25,6 +25,7 @@ def _moment(value: str) -> datetime:
 
 
 class Command(PlatformCommand):
+    audited = True
     help = (
         "Run once a day (the system's cron): the master's backup, then for each tenant its "
         "backup and the due jobs of its modules. A job runs at most once per due day."

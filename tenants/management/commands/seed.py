@@ -29,6 +29,7 @@ def describe(action: SeedAction, report: SeedReport) -> str:
 
 
 class Command(PlatformCommand):
+    audited = True
     help = (
         "Insert missing main seeds and rewrite forced ones (--force: rewrite all of them), or insert "
         "temporary seeds (--temporary), or remove them (--deseed), in the master database (default), "

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from m3saas.access import key_matches
+from m3saas.audit.services import Source, audit_record, system_user
 from m3saas.exceptions import ApplicationError
 from tenants.api_keys import api_key_create, api_key_info_get, api_key_list, api_key_revoke, tenant_get_by_ref
 from tenants.models import ApiKey, Tenant
@@ -43,6 +44,16 @@ def _describe(row: ApiKey) -> str:
     access = "read-only" if row.read_only else "read-write"
     expires = f"expires {row.expires_at:%Y-%m-%d %H:%M %Z}" if row.expires_at else "never expires"
     return f"{modules}, {access}, {expires}"
+
+
+def _audit(verb: str, row: ApiKey) -> None:
+    audit_record(
+        actor=system_user(),
+        source=Source.COMMAND,
+        action=f"apikey.{verb}",
+        target=row,
+        detail={"command": "tenant_key", "tenant": row.tenant_id, "name": row.name},
+    )
 
 
 class Command(BaseCommand):
@@ -85,6 +96,7 @@ class Command(BaseCommand):
             expires_at=expires,
             rate_limit=options["rate_limit"],
         )
+        _audit("create", row)
         self.stdout.write(f"API key {row.id} of tenant {tenant}: {_describe(row)}.")
         self.stdout.write("Keep it now; it is shown only this once:")
         self.stdout.write(key)
@@ -102,6 +114,7 @@ class Command(BaseCommand):
 
     def _revoke(self, options: dict[str, Any]) -> None:
         row = api_key_revoke(key_id=options["key_id"])
+        _audit("revoke", row)
         self.stdout.write(f"API key {row.id} of tenant {row.tenant} is revoked.")
 
     def _demo(self, options: dict[str, Any]) -> None:
@@ -114,7 +127,8 @@ class Command(BaseCommand):
         path = Path(settings.M3SAAS_CONFIG.var_dir) / f"demo-api-key-{tenant.pk}"
         key = self._demo_kept(path, tenant)
         if key is None:
-            key = api_key_create(tenant=tenant, name=DEMO_KEY_NAME)[1]
+            row, key = api_key_create(tenant=tenant, name=DEMO_KEY_NAME)
+            _audit("create", row)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(key + "\n", encoding="utf-8")
             os.chmod(path, 0o600)

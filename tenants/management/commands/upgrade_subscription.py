@@ -14,6 +14,7 @@ _MAJOR_RE = re.compile(r"^v?([1-9][0-9]*)$")
 
 
 class Command(PlatformCommand):
+    audited = True
     help = (
         "Move a tenant's subscription to a new major version of a module: migrate the new "
         "version's tables, run its data step (modules/<name>/v<N>/upgrade.py), then switch. "

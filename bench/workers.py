@@ -101,8 +101,11 @@ def _migrate(run: Run, variant: Variant, workers: Workers, *, label: str) -> Non
     cpu_before = [workers.cpu(pid) for pid in pids]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
+    # In-process with `--verify`: every tenant database opened, as the workers do (their fan-out
+    # has no fingerprint skip); without it the in-process run would open none and compare nothing.
+    verify = [] if variant.workers else ["--verify"]
     done = subprocess.run(
-        [sys.executable, "manage.py", "migrate_tenants"],
+        [sys.executable, "manage.py", "migrate_tenants", *verify],
         cwd=BASE_DIR,
         env=env,
         capture_output=True,
@@ -276,7 +279,8 @@ def _report(run: Run, variants: list[Variant], workers: Workers) -> None:
         [
             f"`manage.py migrate_tenants` over the same {n} tenants (all subscribed to `test` v1, nothing to apply), "
             "timed end to end in a process of its own (Django start-up included): without `CELERY_BROKER_URL` "
-            f"(in-process, `TENANT_MIGRATION_WORKERS={run.report.settings.get('TENANT_MIGRATION_WORKERS')}` threads) "
+            f"(in-process, `TENANT_MIGRATION_WORKERS={run.report.settings.get('TENANT_MIGRATION_WORKERS')}` threads, "
+            "with `--verify` so that every tenant database is opened, as the workers' tasks do) "
             f"and with it, one `tenants.migrate` task per tenant over {broker.scheme} at "
             f"{broker.hostname}:{broker.port or DEFAULT_PORTS.get(broker.scheme)} to `celery -A m3saas.celery worker "
             "--concurrency=1` processes (prefork: a main and a pool process each). The workers were started and "

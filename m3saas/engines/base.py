@@ -138,6 +138,24 @@ def refuse_master(engine: Engine, tenant: TenantInfo) -> None:
         raise ProvisioningError(f"Tenant {tenant.name}: {' '.join(errors.values())}")
 
 
+def database_unclaimed(cur: Any, *, tables: set[str], owner: str) -> bool:
+    """Whether a database whose tables (and views) are `tables` holds nothing at all: at most an
+    empty owner table, reached from `cur` as `owner`; that empty table is dropped (the claim makes
+    it again in today's shape).
+
+    That is what a provisioning killed between creating the database and writing its mark leaves
+    (MariaDB's DDL is not transactional); with no data in it, claiming it exposes nothing.
+    """
+    if tables - {OWNER_TABLE}:
+        return False
+    if tables:
+        cur.execute(f"SELECT COUNT(*) FROM {owner}")  # noqa: S608
+        if cur.fetchone()[0]:
+            return False
+        cur.execute(f"DROP TABLE {owner}")
+    return True
+
+
 # An owner mark: one (tenant id, installation id) row; installation None in a mark written
 # before installations had ids (a legacy mark).
 OwnerMark = list[tuple[int, str | None]]

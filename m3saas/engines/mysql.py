@@ -34,6 +34,7 @@ from m3saas.engines.base import (
     BackupError,
     BackupMismatchError,
     RestoreError,
+    database_unclaimed,
     owner_mark_claim,
     refuse_master,
     tenant_db_password,
@@ -176,22 +177,9 @@ class MySQLEngine:
 
     @staticmethod
     def _unclaimed(cur: Any, name: str) -> bool:
-        """Whether the existing database `name` holds nothing at all: at most an empty owner table.
-
-        That is what a provisioning killed between `CREATE DATABASE` and writing the mark leaves
-        (MariaDB's DDL is not transactional); with no data in it, claiming it exposes nothing.
-        """
         cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (name,))
         tables = {row[0] for row in cur.fetchall()}
-        if tables - {OWNER_TABLE}:
-            return False
-        if tables:
-            owner = f"{quote_mysql_identifier(name)}.`{OWNER_TABLE}`"
-            cur.execute(f"SELECT COUNT(*) FROM {owner}")  # noqa: S608
-            if cur.fetchone()[0]:
-                return False
-            cur.execute(f"DROP TABLE {owner}")  # made again, in today's shape, by the claim
-        return True
+        return database_unclaimed(cur, tables=tables, owner=f"{quote_mysql_identifier(name)}.`{OWNER_TABLE}`")
 
     @staticmethod
     def _owner_mark_claim(

@@ -25,6 +25,7 @@ from m3saas.engines.base import (
     OWNER_TABLE,
     BackupError,
     BackupMismatchError,
+    database_unclaimed,
     owner_mark_claim,
     refuse_master,
 )
@@ -187,15 +188,5 @@ def _owner_mark_keep(dest: sqlite3.Connection, source: sqlite3.Connection) -> No
 
 
 def _unclaimed(cur: sqlite3.Cursor) -> bool:
-    """Whether the database holds nothing at all: at most an empty owner table (see the MySQL
-    engine's `_unclaimed`; here only a file made by an older version could be left so)."""
     cur.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")
-    tables = {row[0] for row in cur.fetchall()}
-    if tables - {OWNER_TABLE}:
-        return False
-    if tables:
-        cur.execute(f"SELECT COUNT(*) FROM {OWNER_TABLE}")  # noqa: S608
-        if cur.fetchone()[0]:
-            return False
-        cur.execute(f"DROP TABLE {OWNER_TABLE}")
-    return True
+    return database_unclaimed(cur, tables={row[0] for row in cur.fetchall()}, owner=OWNER_TABLE)

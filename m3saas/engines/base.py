@@ -87,6 +87,10 @@ class Engine(Protocol):
         """Held while the tenant's schema changes; yields False when `timeout` seconds passed first."""
         ...
 
+    def server_problem(self, server: ServerConfig) -> str | None:
+        """Why `server` cannot be reached with its account now (None: it answers)."""
+        ...
+
     def is_unavailable(self, error: BaseException) -> bool:
         """Whether the driver's `error` says the server cannot be reached (not that the query is wrong)."""
         ...

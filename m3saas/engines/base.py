@@ -61,8 +61,9 @@ class Engine(Protocol):
         """The master's `DATABASES["default"]` entry (Django fills its defaults)."""
         ...
 
-    def tenant_settings(self, config: Config, *, name: str, user: str, password: str) -> dict[str, Any]:
-        """The vendor's part of a tenant's `DATABASES` entry; `password` is the tenant's stored token."""
+    def tenant_settings(self, config: Config, *, name: str, user: str, password: str | None) -> dict[str, Any]:
+        """The vendor's part of a tenant's `DATABASES` entry; `password` is the tenant's stored token
+        (None: leave the database password out, nothing is decrypted)."""
         ...
 
     def database_create(self, tenant: TenantInfo, *, legacy_mark_adoptable: Callable[[], bool] | None = None) -> None:

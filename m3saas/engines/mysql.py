@@ -117,12 +117,13 @@ class MySQLEngine:
             },
         }
 
-    def tenant_settings(self, config: Config, *, name: str, user: str, password: str) -> dict[str, Any]:
+    def tenant_settings(self, config: Config, *, name: str, user: str, password: str | None) -> dict[str, Any]:
         return {
             "ENGINE": "django.db.backends.mysql",
             "NAME": name,
             "USER": user,
-            "PASSWORD": tenant_db_password(password),
+            # None: registered in bulk, derived on the first connection (`m3saas.tenancy.connections`).
+            "PASSWORD": "" if password is None else tenant_db_password(password),
             "HOST": config.database.host,
             "PORT": str(config.database.port),
             "OPTIONS": {

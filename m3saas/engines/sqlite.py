@@ -52,7 +52,7 @@ class SQLiteEngine:
         Path(name).parent.mkdir(parents=True, exist_ok=True)
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": {"timeout": 20}}
 
-    def tenant_settings(self, config: Config, *, name: str, user: str, password: str) -> dict[str, Any]:
+    def tenant_settings(self, config: Config, *, name: str, user: str, password: str | None) -> dict[str, Any]:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(_tenant_path(config, name)),

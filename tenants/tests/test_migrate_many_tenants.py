@@ -164,3 +164,24 @@ def test_a_tenant_whose_password_no_key_opens_is_registered_and_fails_on_connect
         connections[fine.alias].ensure_connection()
     finally:
         tenant_connections_close()
+
+
+def test_a_password_change_or_an_upgrade_still_opens_that_tenant_and_no_other(make_tenant, opened):
+    stay, new_password, upgraded = (make_tenant(modules=[("test", 1)], provision=False) for _ in range(3))
+    assert all(result.ok for result in tenants_migrate_all())
+    row = Tenant.objects.get(pk=new_password.id)
+    row.password = "a-new-secret"
+    row.save()  # as the admin saves it
+    call_command("upgrade_subscription", upgraded.name, "test", "2", stdout=StringIO())
+    tenant_connections_close()
+    opened.clear()
+
+    results = {result.tenant: result for result in tenants_migrate_all()}
+
+    assert results[stay.name].unchanged
+    assert not results[new_password.name].unchanged and results[new_password.name].ok
+    assert not results[upgraded.name].unchanged and results[upgraded.name].ok
+    assert {new_password.alias, upgraded.alias} <= opened
+    assert stay.alias not in opened
+    # Opened with the new password: the next run skips it again.
+    assert all(result.unchanged for result in tenants_migrate_all())

@@ -116,7 +116,7 @@ def subscriptions_by_tenant(*, tenant_ids: Collection[int] | None = None) -> dic
     without any are absent.
 
     The one read of a run over all tenants: a query per tenant (an N+1) was most of a run that
-    had nothing to apply (docs/performance.md, "Migrating many tenants with nothing to apply").
+    had nothing to apply (docs/performance.md, section 4).
     """
     found: dict[int, list[tuple[str, int]]] = defaultdict(list)
     rows = Subscription.objects.order_by("tenant_id", "module__name")

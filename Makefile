@@ -90,7 +90,8 @@ lint: venv
 	$(PY) manage.py makemigrations --check --dry-run
 
 ## bench: what tenancy costs, on the local MariaDB (1,000 tenants, a few minutes); writes docs/performance.md
-## (BENCH_QUICK=1 or `make bench-quick`: CI size; BENCH_ARGS: more options, see `python -m bench.run --help`)
+## (BENCH_QUICK=1 or `make bench-quick`: CI size; BENCH_ARGS: more options, see `python -m bench.run --help`;
+##  10,000 tenants, figure 4: BENCH_ARGS="--tenants 10000 --only 4 --light-migrations --output var/performance-10k.md")
 bench: venv
 	BENCH_COMMAND="make bench$(if $(BENCH_QUICK), BENCH_QUICK=$(BENCH_QUICK))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
 		$(PY) -m bench.run $(BENCH_ARGS)

@@ -34,6 +34,8 @@ class Params:
     celery_workers: tuple[int, ...] = (2, 4)  # figure 6: worker process counts (empty: skipped)
     broker: str = ""  # figure 6's Celery broker
     only: frozenset[int] = frozenset()  # the figures to measure (empty: all)
+    # Figure 4 without the runs that open every tenant database again (one new migration, --verify).
+    light_migrations: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Params:
@@ -52,6 +54,7 @@ class Params:
             celery_workers=_counts(args.celery_workers),
             broker=args.broker,
             only=frozenset(_counts(args.only)),
+            light_migrations=bool(args.light_migrations),
         )
         if params.few < 1 or params.tenants <= params.few:
             raise BenchError(f"--tenants ({params.tenants}) must be above --few ({params.few}), which is at least 1")

@@ -8,12 +8,16 @@ from m3saas.conf import BackupLimits
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
 from m3saas.tenancy.cache import master_cached
 from m3saas.tenancy.info import TenantInfo
-from subscriptions.selectors import dependency_graph, resolve_modules, tenant_subscriptions
+from subscriptions.selectors import dependency_graph, resolve_modules, subscriptions_by_tenant, tenant_subscriptions
 from tenants.models import Tenant
 
 
-def _info(tenant: Tenant, graph: dict[str, list[tuple[str, int]]]) -> TenantInfo:
-    modules = resolve_modules(tenant_subscriptions(tenant_id=tenant.id), graph)
+def _info(
+    tenant: Tenant, graph: dict[str, list[tuple[str, int]]], subscriptions: list[tuple[str, int]] | None = None
+) -> TenantInfo:
+    """`subscriptions`: the tenant's, when the caller read them in bulk (else one query here)."""
+    roots = tenant_subscriptions(tenant_id=tenant.id) if subscriptions is None else subscriptions
+    modules = resolve_modules(roots, graph)
     return TenantInfo(
         id=tenant.id,
         name=tenant.name,
@@ -60,9 +64,12 @@ def tenant_info_list_resolved(
     graph = dependency_graph()
     infos: list[TenantInfo] = []
     unresolved: list[tuple[TenantInfo, str]] = []
-    for row in Tenant.objects.order_by("id") if rows is None else rows:
+    tenants = list(Tenant.objects.order_by("id") if rows is None else rows)
+    # One query for every tenant's subscriptions, whatever their number (no N+1).
+    subscriptions = subscriptions_by_tenant(tenant_ids=None if rows is None else [row.id for row in tenants])
+    for row in tenants:
         try:
-            infos.append(_info(row, graph))
+            infos.append(_info(row, graph, subscriptions.get(row.id, [])))
         except ApplicationError as exc:
             bare = TenantInfo(
                 id=row.id, name=row.name, user=row.user, password=row.password, modules=(), server=row.server_name
@@ -72,9 +79,11 @@ def tenant_info_list_resolved(
 
 
 def tenant_info_list() -> list[TenantInfo]:
-    """Every tenant, uncached, with its effective modules."""
+    """Every tenant, uncached, with its effective modules (three queries, whatever the number of tenants)."""
     graph = dependency_graph()
-    return [_info(t, graph) for t in Tenant.objects.order_by("id")]
+    tenants = list(Tenant.objects.order_by("id"))
+    subscriptions = subscriptions_by_tenant()
+    return [_info(t, graph, subscriptions.get(t.id, [])) for t in tenants]
 
 
 class TenantDirectory:

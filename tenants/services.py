@@ -51,6 +51,8 @@ State = Tenant.SchemaState
 Trigger = TenantMigrationRun.Trigger
 # A claim by a request older than this is taken to be from a process that died.
 AUTO_MIGRATION_CLAIM_SECONDS = 900
+# Tenant ids per `IN (…)` list when reading kept fingerprints; above it, all are read at once.
+UNCHANGED_IN_LIST = 1000
 
 
 class Seeding(StrEnum):
@@ -213,6 +215,8 @@ def tenants_migrate_all(
         if results[info.id].unchanged and on_result:
             on_result(results[info.id])
     opened = [info for info in todo if not results[info.id].unchanged]
+    if not opened:  # the skip path: a few master queries in all, none per tenant
+        return failed_early + [results[info.id] for info in todo]
     open_runs = _runs_open(tenant_ids=[info.id for info in opened])
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
         runs = {info.id: _run_start(tenant_id=info.id, trigger=trigger) for info in opened}
@@ -443,13 +447,15 @@ def _fingerprint(tenant: TenantInfo) -> str:
 
 def _unchanged_mark(todo: list[TenantInfo], results: dict[int, TenantMigrationResult]) -> None:
     """Mark the ready tenants whose fingerprint in the master is the code's: nothing to apply."""
-    ready = [info.id for info in todo if info.schema_state == State.READY]
-    kept: dict[int, str] = {}
-    for start in range(0, len(ready), 1000):  # bounded IN lists
-        rows = Tenant.objects.filter(pk__in=ready[start : start + 1000]).exclude(migration_fingerprint="")
-        kept.update(rows.values_list("id", "migration_fingerprint"))
-    for tenant_id, fingerprint in kept.items():
-        if fingerprint == results[tenant_id].fingerprint:
+    ready = {info.id for info in todo if info.schema_state == State.READY}
+    if not ready:
+        return
+    # One query whatever the number of tenants: a bounded `IN` list, or every kept fingerprint.
+    rows = Tenant.objects.exclude(migration_fingerprint="")
+    if len(ready) <= UNCHANGED_IN_LIST:
+        rows = rows.filter(pk__in=ready)
+    for tenant_id, fingerprint in rows.values_list("id", "migration_fingerprint"):
+        if tenant_id in ready and fingerprint == results[tenant_id].fingerprint:
             results[tenant_id].unchanged = True
 
 

@@ -65,10 +65,10 @@ class Engine(Protocol):
         ...
 
     def tenant_settings(
-        self, config: Config, *, name: str, user: str, password: str, server: ServerConfig
+        self, config: Config, *, name: str, user: str, password: str | None, server: ServerConfig
     ) -> dict[str, Any]:
         """The vendor's part of a tenant's `DATABASES` entry on `server`; `password` is the tenant's
-        stored token."""
+        stored token (None: leave the database password out, nothing is decrypted)."""
         ...
 
     def database_create(self, tenant: TenantInfo, *, legacy_mark_adoptable: Callable[[], bool] | None = None) -> None:

@@ -127,13 +127,14 @@ class MySQLEngine:
         }
 
     def tenant_settings(
-        self, config: Config, *, name: str, user: str, password: str, server: ServerConfig
+        self, config: Config, *, name: str, user: str, password: str | None, server: ServerConfig
     ) -> dict[str, Any]:
         return {
             "ENGINE": "django.db.backends.mysql",
             "NAME": name,
             "USER": user,
-            "PASSWORD": tenant_db_password(password),
+            # None: registered in bulk, derived on the first connection (`m3saas.tenancy.connections`).
+            "PASSWORD": "" if password is None else tenant_db_password(password),
             "HOST": server.host,
             "PORT": str(server.port),
             "OPTIONS": {

@@ -54,7 +54,7 @@ class SQLiteEngine:
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": {"timeout": 20}}
 
     def tenant_settings(
-        self, config: Config, *, name: str, user: str, password: str, server: ServerConfig
+        self, config: Config, *, name: str, user: str, password: str | None, server: ServerConfig
     ) -> dict[str, Any]:
         # One implicit server: the folder `config.tenant_sqlite_dir` (`server` is the default one).
         return {

@@ -13,7 +13,6 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import ConnectionHandler
 
 from m3saas.engines import engine
-from m3saas.passwords import PasswordKeyError
 from m3saas.servers import DEFAULT_SERVER, ServerUnknownError, server_config
 from m3saas.tenancy.directory import tenant_directory
 from m3saas.tenancy.info import TenantInfo
@@ -25,6 +24,9 @@ TENANT_MARK = "M3SAAS_TENANT"
 _SIGNATURE = "M3SAAS_SIGNATURE"
 # The name of the server a tenant entry points at (its admin account is `server_config(name)`'s).
 SERVER_KEY = "M3SAAS_SERVER"
+# On an entry registered in bulk: the (name, user, password token, server) its database password
+# is derived from when this process first makes a wrapper for it (`_entry_complete`).
+_DEFERRED = "M3SAAS_DEFERRED_PASSWORD"
 
 
 # Closed tenant wrappers a thread keeps for reuse (about 3 KiB each).
@@ -63,6 +65,12 @@ class TenantConnectionHandler(ConnectionHandler):
         except AttributeError:
             parked = self._made.parked = {}
         return parked
+
+    def create_connection(self, alias: str) -> BaseDatabaseWrapper:
+        entry = self.settings.get(alias)
+        if entry is not None and _DEFERRED in entry:
+            _entry_complete(entry)
+        return super().create_connection(alias)
 
     def __getitem__(self, alias: str) -> BaseDatabaseWrapper:
         try:
@@ -150,8 +158,11 @@ def connection_handler_install() -> None:
 _handler = cast(TenantConnectionHandler, connections)
 
 
-def tenant_database_settings(*, name: str, user: str, password: str, server: str = DEFAULT_SERVER) -> dict[str, Any]:
-    """A complete `DATABASES` entry for a tenant database on `server`."""
+def tenant_database_settings(
+    *, name: str, user: str, password: str | None, server: str = DEFAULT_SERVER
+) -> dict[str, Any]:
+    """A complete `DATABASES` entry for a tenant database on `server` (`password`: the stored
+    token; None: no database password yet, nothing decrypted)."""
     entry = engine().tenant_settings(
         settings.M3SAAS_CONFIG, name=name, user=user, password=password, server=server_config(server)
     )
@@ -184,6 +195,8 @@ def tenant_connection_register(tenant: TenantInfo) -> str:
     if current is not None and not current.get(TENANT_MARK):
         raise ValueError(f"alias {alias!r} is a configured database, not a tenant")
     if current is not None and current.get(_SIGNATURE) == _signature(tenant):
+        if _DEFERRED in current:  # registered in bulk: an unreadable password is an error here, as below
+            _entry_complete(current)
         return alias
     wanted = tenant_database_settings(
         name=tenant.name, user=tenant.user, password=tenant.password, server=tenant.server
@@ -193,6 +206,41 @@ def tenant_connection_register(tenant: TenantInfo) -> str:
         _close_in_this_thread(alias)
     connections.settings[alias] = wanted
     return alias
+
+
+def _tenant_connection_register_deferred(tenant: TenantInfo) -> None:
+    """Register the tenant's alias without decrypting its password (done on its first connection).
+
+    For the registration of every tenant before a command line is parsed: the command may never
+    connect to most of them (`migrate_tenants` skips unchanged tenants unopened), and a Fernet
+    decryption per tenant would cost 10,000 of them at start-up.
+    """
+    alias = tenant.alias
+    current = connections.settings.get(alias)
+    if alias == DEFAULT_DB_ALIAS or (current is not None and not current.get(TENANT_MARK)):
+        raise ValueError(f"alias {alias!r} is a configured database, not a tenant")
+    if current is not None and current.get(_SIGNATURE) == _signature(tenant):
+        return
+    entry = tenant_database_settings(name=tenant.name, user=tenant.user, password=None, server=tenant.server)
+    entry[_DEFERRED] = (tenant.name, tenant.user, tenant.password, tenant.server)
+    entry[_SIGNATURE] = _signature(tenant)
+    if current is not None:
+        _close_in_this_thread(alias)
+    connections.settings[alias] = entry
+
+
+def _entry_complete(entry: dict[str, Any]) -> None:
+    """Derive a bulk-registered entry's database password, in place (wrappers hold this very dict).
+
+    Raises `PasswordKeyError` when no configured key opens the token (the entry stays deferred).
+    Threads may race here: each writes the same value before the mark goes.
+    """
+    deferred = entry.get(_DEFERRED)
+    if deferred is None:
+        return
+    name, user, token, server = deferred
+    entry["PASSWORD"] = tenant_database_settings(name=name, user=user, password=token, server=server)["PASSWORD"]
+    entry.pop(_DEFERRED, None)
 
 
 def _signature(tenant: TenantInfo) -> str:
@@ -283,7 +331,9 @@ def tenant_connection_make_room(alias: str) -> int:
 def tenant_connections_register_all() -> int:
     """Register every tenant of the master database; used before a command line is parsed.
 
-    A master database without the tenants table yet (a fresh install) registers nothing.
+    Three master queries whatever the number of tenants, and no password decrypted (see
+    `_tenant_connection_register_deferred`). A master database without the tenants table yet
+    (a fresh install) registers nothing.
     """
     try:
         infos = tenant_directory().all()
@@ -291,16 +341,18 @@ def tenant_connections_register_all() -> int:
         logger.debug("tenants not registered: %s", exc)
         return 0
     registered, reason = 0, ""
-    unreadable: list[str] = []
+    unknown: list[str] = []
     for info in infos:
+        # Nothing decrypted here: every command starts, also with a password no configured key
+        # opens (`migrate` encrypts old rows, the rotation reports); connecting to that tenant
+        # raises `PasswordKeyError`.
         try:
-            tenant_connection_register(info)
-        except (PasswordKeyError, ServerUnknownError) as exc:
-            # Every command must still start: `migrate` encrypts old rows, the rotation reports.
-            unreadable.append(info.name)
+            _tenant_connection_register_deferred(info)
+        except ServerUnknownError as exc:
+            unknown.append(info.name)
             reason = exc.message
         else:
             registered += 1
-    if unreadable:
-        logger.warning("tenants not registered (%s): %s", ", ".join(unreadable), reason)
+    if unknown:
+        logger.warning("tenants not registered (%s): %s", ", ".join(unknown), reason)
     return registered

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from django.db.backends.signals import connection_created
 
 from m3saas.tenancy.info import TenantInfo
 
@@ -23,3 +25,16 @@ def drop_new_tenants(db: None) -> Iterator[None]:
         except Exception:
             info = TenantInfo(id=row.id, name=row.name, user=row.user, password=row.password)
         tenant_database_drop(tenant=info)
+
+
+@pytest.fixture
+def opened() -> Iterator[set[str]]:
+    """The aliases of the database connections opened while the test runs."""
+    aliases: set[str] = set()
+
+    def seen(sender: Any, connection: Any, **kwargs: Any) -> None:
+        aliases.add(connection.alias)
+
+    connection_created.connect(seen, weak=False)
+    yield aliases
+    connection_created.disconnect(seen)

@@ -4,14 +4,11 @@ without opening their databases; `--verify` opens them all; any change is migrat
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
-from django.db.backends.signals import connection_created
 
 from m3saas.tenancy.each import tenant_connections_close
 from m3saas.tenancy.info import TenantInfo
@@ -23,19 +20,6 @@ from tenants.services import TenantMigrationResult, tenants_migrate_all
 pytestmark = pytest.mark.django_db
 
 Status = TenantMigrationRun.Status
-
-
-@pytest.fixture
-def opened() -> Iterator[set[str]]:
-    """The aliases of the database connections opened while the test runs."""
-    aliases: set[str] = set()
-
-    def seen(sender: Any, connection: Any, **kwargs: Any) -> None:
-        aliases.add(connection.alias)
-
-    connection_created.connect(seen, weak=False)
-    yield aliases
-    connection_created.disconnect(seen)
 
 
 @pytest.fixture

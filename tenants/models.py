@@ -224,6 +224,33 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{KEY_PREFIX}_{self.id}_… ({self.name or 'unnamed'})"
 
+    def clean(self) -> None:
+        """Refuse a scope naming a module that is not installed, and an expiry set in the past.
+
+        A key already past its expiry may still be edited (its name); only a new or changed
+        `expires_at` must lie ahead.
+        """
+        from m3saas.modules.registry import module_names
+
+        errors: dict[str, str] = {}
+        installed = module_names()
+        unknown = [m for m in self.module_list if m not in installed]
+        if unknown:
+            errors["modules"] = (
+                f"No installed module {', '.join(repr(m) for m in unknown)}; "
+                f"installed: {', '.join(sorted(installed)) or 'none'}."
+            )
+        if self.expires_at is not None and self.expires_at <= timezone.now() and self._expiry_changed():
+            errors["expires_at"] = "The expiry must be in the future (leave it blank for a key that never expires)."
+        if errors:
+            raise ValidationError(errors)
+
+    def _expiry_changed(self) -> bool:
+        if self._state.adding:
+            return True
+        stored = ApiKey.objects.filter(pk=self.pk).values_list("expires_at", flat=True).first()
+        return stored != self.expires_at
+
     @property
     def module_list(self) -> tuple[str, ...]:
         return tuple(m for m in (part.strip() for part in self.modules.split(",")) if m)

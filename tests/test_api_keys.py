@@ -172,7 +172,7 @@ def test_a_public_view_needs_no_key_and_the_view_knows_which_key_called(make_ten
     keyed = _client(key).get(f"/{tenant.id}/test/v1/status")
     assert keyed.json()["api_key"] == key.split("_")[1]
     # A key that does not open this module is not the caller here: the view sees no key.
-    elsewhere = _client(tenant_key(tenant, modules="other")).get(f"/{tenant.id}/test/v1/status")
+    elsewhere = _client(tenant_key(tenant, modules="tags")).get(f"/{tenant.id}/test/v1/status")
     assert elsewhere.status_code == 200 and elsewhere.json()["api_key"] is None
     # A key that is sent must be valid, even where none is needed.
     assert _client("m3s_abcdefgh_" + "x" * 40).get(f"/{tenant.id}/test/v1/status").status_code == 401
@@ -352,3 +352,12 @@ def test_each_module_schema_declares_the_key_scheme_for_swagger_ui():
     # The public view: the key is optional.
     assert operations[("/{tenant_id}/test/v{version}/status", "get")]["security"] == [{"TenantApiKey": []}, {}]
     assert APIClient().get("/schema/test/v1/docs/").status_code == 200
+
+
+def test_the_command_refuses_a_key_scoped_to_an_unknown_module(make_tenant):
+    from django.core.management import CommandError, call_command
+
+    tenant = make_tenant(provision=False)
+    with pytest.raises(CommandError, match=r"^modules: No installed module 'nosuch'; installed: .*test"):
+        call_command("tenant_key", "create", str(tenant.id), "--modules", "test,nosuch")
+    assert not ApiKey.objects.exists()

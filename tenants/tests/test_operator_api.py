@@ -246,3 +246,18 @@ def test_hostile_paths_and_queries_are_client_errors(operator, url):
     assert all(400 <= r.status_code < 500 and "error" in r.json() for r in responses), [
         r.status_code for r in responses
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"expires_at": "2020-01-01T00:00:00Z"}, "expires_at: The expiry must be in the future"),
+        ({"modules": "test,nosuch"}, "modules: No installed module 'nosuch'"),
+    ],
+)
+def test_a_key_with_a_past_expiry_or_an_unknown_module_is_refused(operator, make_tenant, body, field):
+    tenant = make_tenant(provision=False)
+    response = operator.post(f"/operator/v1/tenants/{tenant.id}/keys", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(field)
+    assert not ApiKey.objects.exists()

@@ -35,6 +35,7 @@ from tenants.operator_api.services import (
 
 STATES = [choice.value for choice in Tenant.SchemaState]
 JOB_STATUSES = [choice.value for choice in OperatorJob.Status]
+AUDIT_SOURCES = [choice.value for choice in AuditEntry.Source]
 # How long a client should wait between two polls of a job (the `Retry-After` of a 202).
 POLL_AFTER_SECONDS = 2
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
@@ -67,7 +68,17 @@ class OperatorView(_OperatorView):
     def page(self, request: Request, rows: QuerySet[Any], serializer: type[Serializer[Any]]) -> Response:
         paginator = OperatorPagination()  # also named on the view, for the schema
         found = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(serializer(found, many=True).data)
+        return paginator.get_paginated_response(serializer(found, many=True, context={"request": request}).data)
+
+    @staticmethod
+    def filtered(request: Request, rows: QuerySet[Any], *, param: str, field: str, choices: list[str]) -> QuerySet[Any]:
+        """`rows` narrowed by the query parameter `param`, which must be one of `choices` (else 400)."""
+        value = request.query_params.get(param)
+        if value is None:
+            return rows
+        if value not in choices:
+            raise OperatorInputError(f"{param}: one of {', '.join(choices)}.")
+        return rows.filter(**{field: value})
 
     def accept(
         self, request: Request, *, kind: str, tenant: Tenant, params: dict[str, Any], action: str, target: Any
@@ -126,12 +137,7 @@ class TenantListView(OperatorView):
         responses=s.TenantOutput(many=True),
     )
     def get(self, request: Request) -> Response:
-        rows = _tenants()
-        state = request.query_params.get("state")
-        if state is not None:
-            if state not in STATES:
-                raise OperatorInputError(f"state: one of {', '.join(STATES)}.")
-            rows = rows.filter(schema_state=state)
+        rows = self.filtered(request, _tenants(), param="state", field="schema_state", choices=STATES)
         module = request.query_params.get("module")
         if module is not None:
             rows = rows.filter(subscriptions__module__name=module)
@@ -278,16 +284,14 @@ class AuditListView(OperatorView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("source", str, enum=[c.value for c in AuditEntry.Source]),
+            OpenApiParameter("source", str, enum=AUDIT_SOURCES),
         ],
         responses=s.AuditEntryOutput(many=True),
     )
     def get(self, request: Request) -> Response:
         """The audit entries, newest first."""
-        rows = AuditEntry.objects.order_by("-at", "-id")
-        source = request.query_params.get("source")
-        if source is not None:
-            rows = rows.filter(source=source)
+        entries = AuditEntry.objects.order_by("-at", "-id")
+        rows = self.filtered(request, entries, param="source", field="source", choices=AUDIT_SOURCES)
         return self.page(request, rows, s.AuditEntryOutput)
 
 
@@ -304,19 +308,13 @@ class JobListView(OperatorView):
     def get(self, request: Request) -> Response:
         """The jobs, newest first."""
         rows = OperatorJob.objects.order_by("-created_at", "-id")
-        status = request.query_params.get("status")
-        if status is not None:
-            if status not in JOB_STATUSES:
-                raise OperatorInputError(f"status: one of {', '.join(JOB_STATUSES)}.")
-            rows = rows.filter(status=status)
+        rows = self.filtered(request, rows, param="status", field="status", choices=JOB_STATUSES)
         tenant = request.query_params.get("tenant")
         if tenant is not None:
             if not tenant.isdigit() or len(tenant) > 18:
                 raise OperatorInputError("tenant: a tenant id.")
             rows = rows.filter(tenant_id=int(tenant))
-        paginator = OperatorPagination()
-        found = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(s.JobOutput(found, many=True, context={"request": request}).data)
+        return self.page(request, rows, s.JobOutput)
 
 
 class JobDetailView(OperatorView):

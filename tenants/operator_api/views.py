@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -79,6 +81,13 @@ class OperatorView(_OperatorView):
         if value not in choices:
             raise OperatorInputError(f"{param}: one of {', '.join(choices)}.")
         return rows.filter(**{field: value})
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.headers.get(IDEMPOTENCY_HEADER) is not None:
+            # Kept before anything parses it (DRF, a CSRF check reading a form): the key's
+            # request fingerprint covers the raw body.
+            request.body  # noqa: B018
+        return super().dispatch(request, *args, **kwargs)
 
     def accept(
         self, request: Request, *, kind: str, tenant: Tenant, params: dict[str, Any], action: str, target: Any
@@ -191,7 +200,6 @@ class SubscriptionDetailView(OperatorView):
         The job's `result` holds the upgrade's steps; a refused or failed move ends the job
         `failed` with the reason in `error`, the tenant still on its old version.
         """
-        request._request.body  # noqa: B018  (read before DRF parses it: the fingerprint needs it)
         data = self.valid(s.SubscriptionChangeInput, request)
         tenant = _tenant(tenant_id)
         subscription = Subscription.objects.filter(tenant=tenant, module__name=module).first()
@@ -246,7 +254,6 @@ class BackupListView(OperatorView):
 
         The finished job's `result` names the file (`file`, `taken_at`, `size`) and the files pruned.
         """
-        request._request.body  # noqa: B018  (read before DRF parses it: the fingerprint needs it)
         tenant = _tenant(tenant_id)
         return self.accept(
             request, kind=OperatorJob.Kind.BACKUP, tenant=tenant, params={}, action="backup.create", target=tenant

@@ -175,3 +175,24 @@ def test_a_job_of_a_deleted_tenant_says_so(operator, make_tenant):
     polled = operator.get(f"/operator/v1/jobs/{job.pk}").json()
     assert polled["status"] == "failed" and "was deleted before the job ran" in polled["error"]
     assert polled["tenant"] is None and polled["tenant_name"] == tenant.name
+
+
+def test_an_admin_session_form_post_with_an_idempotency_key_is_accepted_once(make_tenant, settings, tmp_path):
+    """The CSRF check reads the form before the view: the key's fingerprint still has the raw body."""
+    from django.test import Client
+
+    settings.CELERY_BROKER_URL = ""
+    settings.BACKUP_DIR = tmp_path / "backups"
+    tenant = make_tenant()
+    User.objects.create_user("session_op", password="pw-operator-123", is_staff=True)
+    browser = Client(enforce_csrf_checks=True)
+    browser.login(username="session_op", password="pw-operator-123")
+    browser.get("/admin/password_change/")  # a form page: it sets the CSRF cookie
+    form = {"csrfmiddlewaretoken": browser.cookies["csrftoken"].value}
+    url = f"/operator/v1/tenants/{tenant.id}/backups"
+    first = browser.post(url, form, HTTP_IDEMPOTENCY_KEY="from-the-browser")
+    retry = browser.post(url, form, HTTP_IDEMPOTENCY_KEY="from-the-browser")
+    assert first.status_code == retry.status_code == 202, first.content
+    assert retry["Location"] == first["Location"] and retry["Idempotent-Replayed"] == "true"
+    token_client = _client()
+    assert _poll(token_client, first["Location"])["status"] == "done"

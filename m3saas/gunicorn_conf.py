@@ -33,6 +33,9 @@ worker_class = "gthread"
 graceful_timeout = 30
 # No preload: each worker sets Django up after the fork (database and MQTT connections are per process).
 preload_app = False
+# Gunicorn 25.1+ opens a control socket (`gunicornc`) under $XDG_RUNTIME_DIR or $HOME by default:
+# the container's user has no writable home, and nothing here drives gunicorn that way.
+control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

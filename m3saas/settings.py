@@ -12,7 +12,7 @@ from typing import Any
 from m3saas.access import ACCESS_KEYS, module_api_access_parse, rate_limit_parse
 from m3saas.conf import BASE_DIR, ConfigError, load_config
 from m3saas.engines import engine_for
-from m3saas.env import Env
+from m3saas.env import Env, env_error
 from m3saas.logging import LOG_FORMATS, log_format_resolve
 from m3saas.modules.discovery import discover_module_apps
 
@@ -305,8 +305,22 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="m3saas")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Redis hands an unacknowledged task to another worker after this many seconds (RabbitMQ: at once).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+# Redis (only: RabbitMQ redelivers when the worker's connection drops) hands a task not yet
+# acknowledged to another worker after `visibility_timeout` seconds. With acks_late a task is
+# acknowledged when it ends, so this must outlast the longest task (one tenant's migration or
+# backup; a retry's countdown, at most 300 s, counts too), or a long migration starts a second
+# time on another worker (which then waits on the tenant's lock). The price of a long one: a task
+# of a worker killed outright (SIGKILL, lost host) is delivered again only after it. 6 hours.
+VISIBILITY_TIMEOUT_DEFAULT = 6 * 3600
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=VISIBILITY_TIMEOUT_DEFAULT)
+}
+if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] < 600:
+    raise env_error(
+        "CELERY_VISIBILITY_TIMEOUT",
+        str(CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]),
+        "seconds, at least 600 (longer than the longest task)",
+    )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 # The worker logs through LOGGING above, so its records carry the tenant as the web's do.
@@ -317,5 +331,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(M3SAAS_CONFIG.var_dir / "celerybeat-schedule
 # A task that finds a database unreachable is tried again after this many seconds, then 2x, 4x, ….
 TASK_RETRY_DELAY = env.float("TASK_RETRY_DELAY", default=5.0)
 TASK_MAX_RETRIES = env.int("TASK_MAX_RETRIES", default=8)
+# A command waiting on its tasks (`migrate_tenants` … without --no-wait) gives up, with one line
+# naming the queue, when none finished for this many seconds (no worker consumes it?).
+FANOUT_WAIT_TIMEOUT = env.float("FANOUT_WAIT_TIMEOUT", default=900.0)
 # When beat starts the daily scheduled jobs (HH:MM, TIME_ZONE), as bin/cron-loop.sh's CRON_TIME.
 CRON_TIME = env.str("CRON_TIME", default="03:00")

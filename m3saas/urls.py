@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
+from m3saas.audit.admin import audit_every_admin
 from m3saas.health import HealthView
 from m3saas.modules.urls import module_urlpatterns
 from m3saas.openapi import schema_urlpatterns
@@ -15,6 +16,9 @@ handler400 = "m3saas.api.bad_request_view"
 handler403 = "m3saas.api.permission_denied_view"
 handler404 = "m3saas.api.not_found_view"
 handler500 = "m3saas.api.server_error_view"
+
+# Every admin write lands in the audit log, also for the admins other apps register (users, tokens).
+audit_every_admin(admin.site)
 
 platform_patterns = [
     # First: they serve nearly every request, and `<id>/<module>/v<N>/` cannot shadow the rest.

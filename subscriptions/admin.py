@@ -18,6 +18,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.forms import BaseInlineFormSet
 
+from m3saas.audit.admin import AuditedAdminMixin
 from subscriptions.models import Module, ModuleDependency, Subscription
 from subscriptions.validators import dependencies_validate, subscriptions_validate
 
@@ -46,7 +47,7 @@ class DependencyInline(admin.TabularInline):
 
 
 @admin.register(Module)
-class ModuleAdmin(admin.ModelAdmin):
+class ModuleAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["id", "name"]
     search_fields = ["name"]
     inlines = [DependencyInline]
@@ -73,7 +74,7 @@ class ModuleDependencyForm(forms.ModelForm):
 
 
 @admin.register(ModuleDependency)
-class ModuleDependencyAdmin(admin.ModelAdmin):
+class ModuleDependencyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = ModuleDependencyForm
     list_display = ["id", "module", "dependency", "version"]
     list_filter = ["module", "dependency"]

@@ -347,7 +347,7 @@ class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(TenantMigrationRun)
-class TenantMigrationRunAdmin(admin.ModelAdmin):
+class TenantMigrationRunAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["id", "tenant", "trigger", "status", "started_at", "finished_at", "applied_count"]
     list_filter = ["status", "trigger"]
     search_fields = ["tenant__name", "=tenant__id", "error"]

@@ -1,13 +1,23 @@
 """Tenant API keys: making, listing and revoking them, and checking one on a request.
 
 A warm check makes no master query: a key's record is cached like the tenants (per master
-generation, dropped on every change to a key or a tenant), unknown ids too, so a flood of
-made-up keys does not reach the master. `last_used_at` is written at most once a minute per key.
+generation, dropped on every change to a key or a tenant). `last_used_at` is written at most
+once a minute per key.
+
+Unknown key ids are cheap too, so a flood of made-up keys (each with another random id) does
+not reach the master: the ids of all keys are cached as one index per generation, and an id
+outside it is refused without a query. Making a key changes the generation, so a new key is
+never refused for a stale index. Past `KEY_INDEX_MAX` keys no index is kept; then each unknown
+id is remembered for `UNKNOWN_ID_SECONDS` in a bounded per-process set, stamped with the
+generation (a key made with that id later is found at once), and never in the shared cache,
+which random ids would otherwise fill.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,7 +38,7 @@ from m3saas.access import (
     rate_limit_parse,
 )
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
-from m3saas.tenancy.cache import master_cached
+from m3saas.tenancy.cache import master_cache_generation, master_cached
 from tenants.models import ApiKey, Tenant
 
 
@@ -39,9 +49,9 @@ class ApiKeyError(ApplicationError):
 
 @dataclass(frozen=True)
 class _Lookup:
-    """A cached look-up; `info` None for an id no key has (cached too)."""
+    """A cached look-up of a key that exists."""
 
-    info: ApiKeyInfo | None
+    info: ApiKeyInfo
 
 
 def tenant_get_by_ref(ref: str) -> Tenant:
@@ -113,14 +123,69 @@ def _info(row: ApiKey) -> ApiKeyInfo:
     )
 
 
+# Up to this many keys, their ids are cached as one index (8 bytes each); past it, unknown ids
+# are remembered one by one.
+KEY_INDEX_MAX = 50_000
+UNKNOWN_ID_SECONDS = 30.0
+UNKNOWN_ID_MAX = 10_000
+# Unknown ids this process looked up: id → (generation, monotonic deadline), oldest first.
+_unknown: OrderedDict[str, tuple[str, float]] = OrderedDict()
+_unknown_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _Index:
+    """The ids of every key, or None when there are more than `KEY_INDEX_MAX`."""
+
+    ids: frozenset[str] | None
+
+
+class _NoSuchKey(Exception):
+    """Raised by a look-up so that `master_cached` keeps nothing for an unknown id."""
+
+
+def _key_index() -> frozenset[str] | None:
+    def load() -> _Index:
+        ids = list(ApiKey.objects.order_by().values_list("id", flat=True)[: KEY_INDEX_MAX + 1])
+        return _Index(ids=frozenset(ids) if len(ids) <= KEY_INDEX_MAX else None)
+
+    return master_cached("apikey-index", load).ids
+
+
+def _unknown_seen(key_id: str, generation: str) -> bool:
+    found = _unknown.get(key_id)
+    return found is not None and found[0] == generation and found[1] > time.monotonic()
+
+
+def _unknown_remember(key_id: str, generation: str) -> None:
+    with _unknown_lock:
+        _unknown.pop(key_id, None)
+        _unknown[key_id] = (generation, time.monotonic() + UNKNOWN_ID_SECONDS)
+        while len(_unknown) > UNKNOWN_ID_MAX:
+            _unknown.popitem(last=False)
+
+
 def api_key_info_get(*, key_id: str) -> ApiKeyInfo | None:
     """The key with `key_id` as the platform sees it (cached), or None."""
+    generation = master_cache_generation()  # None: nothing is cached (turned off, or the cache is down)
+    index = _key_index() if generation is not None else None
+    if index is not None and key_id not in index:
+        return None
+    if generation is not None and index is None and _unknown_seen(key_id, generation):
+        return None
 
     def load() -> _Lookup:
         row = ApiKey.objects.select_related("tenant").filter(pk=key_id).first()
-        return _Lookup(info=_info(row) if row is not None else None)
+        if row is None:
+            raise _NoSuchKey
+        return _Lookup(info=_info(row))
 
-    return master_cached(f"apikey:{key_id}", load).info
+    try:
+        return master_cached(f"apikey:{key_id}", load).info
+    except _NoSuchKey:
+        if generation is not None:
+            _unknown_remember(key_id, generation)
+        return None
 
 
 def _tenant_limit(own: str) -> RateLimit | None:

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from m3saas.cron import JobOutcome
+from m3saas.exceptions import ApplicationError
 from m3saas.tenancy.each import TenantOutcome
 from m3saas.tenancy.info import TenantInfo
 from tenants.backup_files import backup_parse
@@ -49,10 +50,27 @@ class Sent:
         )
 
 
-def _wait(sent: Sent, on_result: Callable[[int, str, dict[str, Any]], None]) -> None:
-    """Hand each task's result to `on_result` as it finishes (a task that raised gives an `error`)."""
+class FanOutTimeoutError(ApplicationError):
+    code = "fan_out_timeout"
+    default_message = "No task finished within the wait timeout."
+
+
+def _wait(sent: Sent, on_result: Callable[[int, str, dict[str, Any]], None], timeout: float | None = None) -> None:
+    """Hand each task's result to `on_result` as it finishes (a task that raised gives an `error`).
+
+    Raises `FanOutTimeoutError` when no task finished for `timeout` seconds (default:
+    FANOUT_WAIT_TIMEOUT), e.g. no worker consumes the queue; the tasks stay queued.
+    """
+    timeout = float(settings.FANOUT_WAIT_TIMEOUT) if timeout is None else timeout
     pending = list(sent.tasks)
+    progress_at = time.monotonic()
     while pending:
+        if time.monotonic() - progress_at > timeout:
+            queue = settings.CELERY_TASK_DEFAULT_QUEUE
+            raise FanOutTimeoutError(
+                f"No task finished in {timeout:g} s on queue '{queue}' (run {sent.run}, {len(pending)} of "
+                f"{len(sent.tasks)} still pending): is a worker consuming it (`make worker`)? The tasks stay queued."
+            )
         still = []
         for tenant_id, name, handle in pending:
             if not handle.ready():
@@ -63,6 +81,7 @@ def _wait(sent: Sent, on_result: Callable[[int, str, dict[str, Any]], None]) -> 
             except Exception as exc:  # the task itself failed (e.g. the master stayed down)
                 value = {"error": f"{type(exc).__name__}: {exc}"}
             handle.forget()
+            progress_at = time.monotonic()
             on_result(tenant_id, name, value if isinstance(value, dict) else {"error": repr(value)})
         pending = still
         if pending:
@@ -81,6 +100,7 @@ def migrate_fan_out(
     seed: Seeding = Seeding.NONE,
     failed_only: bool = False,
     wait: bool = True,
+    wait_timeout: float | None = None,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[TenantMigrationResult], None] | None = None,
 ) -> tuple[Sent, list[TenantMigrationResult]]:
@@ -112,7 +132,7 @@ def migrate_fan_out(
             on_result(result)
 
     if wait:
-        _wait(sent, done)
+        _wait(sent, done, wait_timeout)
     return sent, [results[r.id] for r in rows if r.id in results]
 
 
@@ -128,7 +148,10 @@ def _backup_result(value: dict[str, Any]) -> BackupResult | None:
 
 
 def backups_fan_out(
-    *, wait: bool = True, on_result: Callable[[TenantOutcome[BackupResult]], None] | None = None
+    *,
+    wait: bool = True,
+    wait_timeout: float | None = None,
+    on_result: Callable[[TenantOutcome[BackupResult]], None] | None = None,
 ) -> tuple[Sent, list[TenantOutcome[BackupResult]]]:
     """`backups_create_all_tenants` on the workers: one `tenants.backup` task per tenant, keyed by this run."""
     tenants = tenant_info_list()
@@ -148,7 +171,7 @@ def backups_fan_out(
             on_result(outcome)
 
     if wait:
-        _wait(sent, done)
+        _wait(sent, done, wait_timeout)
     return sent, [outcomes[t.id] for t in tenants if t.id in outcomes]
 
 
@@ -161,7 +184,11 @@ def _backup_send(tenant: TenantInfo, run: str) -> AsyncResult:
 
 
 def crons_fan_out(
-    *, now: datetime | None = None, tenant_names: Sequence[str] | None = None, wait: bool = True
+    *,
+    now: datetime | None = None,
+    tenant_names: Sequence[str] | None = None,
+    wait: bool = True,
+    wait_timeout: float | None = None,
 ) -> tuple[Sent, CronReport]:
     """`crons_run` with the tenants on the workers: the master's jobs here, one `tenants.crons` task per tenant."""
     now = now or timezone.now()
@@ -189,5 +216,5 @@ def crons_fan_out(
         report.outcomes.extend(JobOutcome(**o) for o in value.get("outcomes") or [])
 
     if wait:
-        _wait(sent, done)
+        _wait(sent, done, wait_timeout)
     return sent, report

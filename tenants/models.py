@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -204,6 +205,58 @@ class TenantMigrationRun(models.Model):
         return f"{self.tenant_id} {self.status} at {self.started_at:%Y-%m-%d %H:%M:%S}"
 
 
+def _operator_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class OperatorJob(models.Model):
+    """Long operator work started over HTTP (202), and what the client polls until it ends.
+
+    Kept in the master so that any app process answers the poll, whichever process or worker
+    runs it. `idempotency_digest` binds a retried request (same `Idempotency-Key`, same actor)
+    to the job its first try started.
+    """
+
+    class Kind(models.TextChoices):
+        UPGRADE = "upgrade", "subscription major-version change"
+        BACKUP = "backup", "backup now"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    id = models.CharField(primary_key=True, max_length=32, default=_operator_job_id, editable=False)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    tenant = models.ForeignKey(Tenant, on_delete=models.SET_NULL, null=True, related_name="operator_jobs")
+    tenant_name = models.CharField(max_length=64, help_text="Kept when the tenant row goes.")
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    runner = models.CharField(max_length=128, blank=True, default="", help_text="celery:<task> or thread:<host>:<pid>")
+    actor = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    idempotency_digest = models.CharField(max_length=64, null=True, blank=True, editable=False)
+    fingerprint = models.CharField(max_length=64, blank=True, default="", editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["actor", "idempotency_digest"], name="operator_job_idempotency_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.tenant_name} {self.status}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+
 def _api_key_id() -> str:
     return key_generate()[0]
 
@@ -244,6 +297,33 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{KEY_PREFIX}_{self.id}_… ({self.name or 'unnamed'})"
+
+    def clean(self) -> None:
+        """Refuse a scope naming a module that is not installed, and an expiry set in the past.
+
+        A key already past its expiry may still be edited (its name); only a new or changed
+        `expires_at` must lie ahead.
+        """
+        from m3saas.modules.registry import module_names
+
+        errors: dict[str, str] = {}
+        installed = module_names()
+        unknown = [m for m in self.module_list if m not in installed]
+        if unknown:
+            errors["modules"] = (
+                f"No installed module {', '.join(repr(m) for m in unknown)}; "
+                f"installed: {', '.join(sorted(installed)) or 'none'}."
+            )
+        if self.expires_at is not None and self.expires_at <= timezone.now() and self._expiry_changed():
+            errors["expires_at"] = "The expiry must be in the future (leave it blank for a key that never expires)."
+        if errors:
+            raise ValidationError(errors)
+
+    def _expiry_changed(self) -> bool:
+        if self._state.adding:
+            return True
+        stored = ApiKey.objects.filter(pk=self.pk).values_list("expires_at", flat=True).first()
+        return stored != self.expires_at
 
     @property
     def module_list(self) -> tuple[str, ...]:

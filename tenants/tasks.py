@@ -257,3 +257,17 @@ def tenant_upgrade_task(
         return asdict(result)
 
     return _tenant_task(self, tenant_id, "upgrade", work)
+
+
+# --- operator jobs -------------------------------------------------------------------------
+
+OPERATOR_JOB = "tenants.operator_job"
+
+
+@app.task(name=OPERATOR_JOB, **_TASK_OPTIONS)
+def operator_job_task(self: Task, job_id: str) -> dict[str, Any]:
+    """Run an operator API job (`tenants.operator_api.jobs`); its outcome is kept on its row, polled over HTTP."""
+    from tenants.operator_api.jobs import operator_job_run
+
+    job = operator_job_run(job_id=job_id)
+    return {"job": job_id, "status": job.status if job is not None else "gone"}

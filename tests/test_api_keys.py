@@ -172,7 +172,7 @@ def test_a_public_view_needs_no_key_and_the_view_knows_which_key_called(make_ten
     keyed = _client(key).get(f"/{tenant.id}/test/v1/status")
     assert keyed.json()["api_key"] == key.split("_")[1]
     # A key that does not open this module is not the caller here: the view sees no key.
-    elsewhere = _client(tenant_key(tenant, modules="other")).get(f"/{tenant.id}/test/v1/status")
+    elsewhere = _client(tenant_key(tenant, modules="tags")).get(f"/{tenant.id}/test/v1/status")
     assert elsewhere.status_code == 200 and elsewhere.json()["api_key"] is None
     # A key that is sent must be valid, even where none is needed.
     assert _client("m3s_abcdefgh_" + "x" * 40).get(f"/{tenant.id}/test/v1/status").status_code == 401
@@ -352,3 +352,75 @@ def test_each_module_schema_declares_the_key_scheme_for_swagger_ui():
     # The public view: the key is optional.
     assert operations[("/{tenant_id}/test/v{version}/status", "get")]["security"] == [{"TenantApiKey": []}, {}]
     assert APIClient().get("/schema/test/v1/docs/").status_code == 200
+
+
+def test_the_command_refuses_a_key_scoped_to_an_unknown_module(make_tenant):
+    from django.core.management import CommandError, call_command
+
+    tenant = make_tenant(provision=False)
+    with pytest.raises(CommandError, match=r"^modules: No installed module 'nosuch'; installed: .*test"):
+        call_command("tenant_key", "create", str(tenant.id), "--modules", "test,nosuch")
+    assert not ApiKey.objects.exists()
+
+
+def _made_up() -> str:
+    import secrets
+    import string
+
+    alphabet = string.ascii_lowercase + string.digits
+    return "m3s_" + "".join(secrets.choice(alphabet) for _ in range(8)) + "_" + "x" * 40
+
+
+def _master_queries(client: APIClient, path: str) -> int:
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connections["default"]) as queries:
+        assert client.get(path).status_code == 401
+    return len(queries)
+
+
+def test_made_up_key_ids_cost_no_master_query(make_tenant, tenant_key):
+    """Each request of a flood of made-up keys carries another random id: none reaches the master."""
+    tenant = make_tenant()
+    tenant_key(tenant)
+    path = f"/{tenant.id}/test/v1/animals"
+    _master_queries(_client(_made_up()), path)  # the first request of this generation reads the id index
+    assert [_master_queries(_client(_made_up()), path) for _ in range(5)] == [0] * 5
+
+
+def test_a_key_made_after_the_index_was_cached_works_at_once(make_tenant, tenant_key):
+    tenant = make_tenant()
+    path = f"/{tenant.id}/test/v1/animals"
+    _master_queries(_client(_made_up()), path)
+    assert _client(tenant_key(tenant)).get(path).status_code == 200
+
+
+def test_past_the_index_unknown_ids_are_remembered_briefly_boundedly_and_per_generation(
+    make_tenant, tenant_key, monkeypatch
+):
+    """Without an index (many keys), an unknown id costs one query, then none for a while; a key
+    made later with that very id is found at once (making it changed the generation)."""
+    from m3saas.access import key_digest
+    from tenants import api_keys
+
+    monkeypatch.setattr(api_keys, "KEY_INDEX_MAX", 0)
+    monkeypatch.setattr(api_keys, "UNKNOWN_ID_MAX", 3)
+    tenant = make_tenant()
+    tenant_key(tenant)
+    path = f"/{tenant.id}/test/v1/animals"
+    made_up = _made_up()
+    _master_queries(_client(made_up), path)
+    assert _master_queries(_client(made_up), path) == 0
+    for _ in range(5):
+        _master_queries(_client(_made_up()), path)
+    assert len(api_keys._unknown) == 3  # bounded: the oldest went first
+    assert made_up.split("_")[1] not in api_keys._unknown
+    remembered = _made_up()
+    _master_queries(_client(remembered), path)
+    ApiKey.objects.create(id=remembered.split("_")[1], tenant_id=tenant.id, digest=key_digest(remembered))
+    assert _client(remembered).get(path).status_code == 200
+    monkeypatch.setattr(api_keys, "UNKNOWN_ID_SECONDS", 0.0)
+    expired = _made_up()
+    _master_queries(_client(expired), path)
+    assert _master_queries(_client(expired), path) > 0  # its time was up: asked again

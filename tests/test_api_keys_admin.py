@@ -111,3 +111,51 @@ def test_a_tenant_id_past_the_databases_range_is_a_form_error_not_a_500(operator
     response = operator.post("/admin/tenants/apikey/add/", form)
     assert response.status_code == 200
     assert "This field is required" in response.content.decode()
+
+
+def _add_form(tenant_id: int, **fields: str) -> dict[str, object]:
+    return {
+        "tenant": tenant_id,
+        "name": "k",
+        "modules": "",
+        "rate_limit": "",
+        "expires_at_0": "",
+        "expires_at_1": "",
+    } | fields
+
+
+def test_admin_refuses_an_expiry_in_the_past(operator, make_tenant):
+    tenant = make_tenant(provision=False)
+    page = operator.post(
+        "/admin/tenants/apikey/add/", _add_form(tenant.id, expires_at_0="2020-01-01", expires_at_1="00:00:00")
+    )
+    assert page.status_code == 200
+    assert "The expiry must be in the future" in page.content.decode()
+    assert not ApiKey.objects.exists() and not KEY_RE.search(page.content.decode())
+
+
+def test_admin_refuses_an_unknown_module_in_a_key_scope(operator, make_tenant):
+    tenant = make_tenant(provision=False)
+    page = operator.post("/admin/tenants/apikey/add/", _add_form(tenant.id, modules="test, nosuch"))
+    assert page.status_code == 200
+    assert "No installed module &#x27;nosuch&#x27;" in page.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+def test_a_key_past_its_expiry_can_still_be_renamed_but_not_given_another_past_expiry(operator, make_tenant):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    tenant = make_tenant(provision=False)
+    past = timezone.now() - timedelta(days=3)
+    row = ApiKey.objects.create(tenant_id=tenant.id, digest="x" * 64, expires_at=past)
+    local = timezone.localtime(past)
+    form = _add_form(tenant.id, name="renamed", expires_at_0=f"{local:%Y-%m-%d}", expires_at_1=f"{local:%H:%M:%S.%f}")
+    form.pop("tenant")
+    assert operator.post(f"/admin/tenants/apikey/{row.pk}/change/", form).status_code == 302
+    assert ApiKey.objects.get(pk=row.pk).name == "renamed"
+    moved = operator.post(
+        f"/admin/tenants/apikey/{row.pk}/change/", {**form, "expires_at_0": "2021-01-01", "expires_at_1": "00:00:00"}
+    )
+    assert moved.status_code == 200 and "The expiry must be in the future" in moved.content.decode()

@@ -571,3 +571,34 @@ def test_workers_scale_and_beat_replaces_the_cron_loop_on_the_shared_redis():
     assert COMPOSE["x-app-environment"]["CELERY_BROKER_URL"] == "${CELERY_BROKER_URL:-redis://redis:6379/1}"
     assert _service("redis")["image"].startswith("redis:7")
     assert _service("cron")["profiles"] == ["cron-loop"]  # not started beside beat
+
+
+def test_gunicorn_opens_no_control_socket_so_a_user_without_a_writable_home_starts_cleanly(tmp_path):
+    """Gunicorn 25.1+ opens a control socket under $HOME by default; the container's user has no
+    writable home (an error line at every start). The configuration turns it off."""
+    port = _free_port()
+    env = _environment(VAR_DIR=str(tmp_path), HOME="/proc/no-home", PORT=str(port), BIND_ADDRESS="127.0.0.1")
+    env.pop("XDG_RUNTIME_DIR", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", "python:m3saas.gunicorn_conf", "m3saas.wsgi:application"],
+        cwd=ROOT,
+        env={**env, "WEB_CONCURRENCY": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert "Control server" not in output and "gunicorn.ctl" not in output, output[-2000:]

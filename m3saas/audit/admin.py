@@ -26,12 +26,23 @@ def _changed(message: Any) -> Any:
 
 
 class AuditedAdminMixin:
-    """Put first in a ModelAdmin's bases: its adds, changes and deletions go to the audit log too."""
+    """Put first in a ModelAdmin's bases: its adds, changes and deletions go to the audit log too.
+
+    A custom action records itself with `self.audit(...)` (Django logs no action but deletion).
+    """
+
+    # Models whose text is a secret (a DRF token's is its key): named by their model instead.
+    secret_text = False
 
     def audit(self, request: HttpRequest, obj: Model, verb: str, detail: dict[str, Any] | None = None) -> None:
         """Record a write of this admin on `obj` (also for actions, which Django does not log)."""
         audit_record_request(
-            request, source=Source.ADMIN, action=f"{obj._meta.model_name}.{verb}", target=obj, detail=detail
+            request,
+            source=Source.ADMIN,
+            action=f"{obj._meta.model_name}.{verb}",
+            target=obj,
+            target_repr=f"{obj._meta.verbose_name} #{obj.pk}" if self.secret_text else None,
+            detail=detail,
         )
 
     def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> LogEntry:
@@ -48,6 +59,28 @@ class AuditedAdminMixin:
         for obj in queryset:
             self.audit(request, obj, "delete")
         return super().log_deletions(request, queryset)  # type: ignore[misc]
+
+
+def audit_every_admin(site: admin.AdminSite) -> list[str]:
+    """Make every ModelAdmin of `site` that is not audited yet an audited one (Django's users and
+    groups, DRF's tokens: the apps that register after ours); returns the models it wrapped.
+
+    Run by the root URLconf, once every app's admin module has registered its models.
+    """
+    wrapped = []
+    for model, model_admin in list(site._registry.items()):
+        if isinstance(model_admin, AuditedAdminMixin) or model is AuditEntry:
+            continue
+        secret_text = model._meta.app_label == "authtoken"  # str(token) is the token itself
+        audited = type(
+            f"Audited{type(model_admin).__name__}",
+            (AuditedAdminMixin, type(model_admin)),
+            {"secret_text": secret_text},
+        )
+        site.unregister(model)
+        site.register(model, audited)
+        wrapped.append(model._meta.label)
+    return wrapped
 
 
 @admin.register(AuditEntry)

@@ -60,14 +60,16 @@ def audit_record(
     target_id: str | int = "",
     address: str = "",
     detail: Mapping[str, Any] | None = None,
+    target_repr: str | None = None,
 ) -> AuditEntry:
-    """Append one entry to the audit log (in the master); `target` names the row written."""
+    """Append one entry to the audit log (in the master); `target` names the row written
+    (`target_repr` instead of its text, where that text is a secret)."""
     if target is not None:
         target_type = target_type or target._meta.label_lower
         target_id = target_id or str(target.pk)
-        target_repr = str(target)[:200]
+        target_repr = (target_repr if target_repr is not None else str(target))[:200]
     else:
-        target_repr = str(target_id)
+        target_repr = target_repr if target_repr is not None else str(target_id)
     entry = AuditEntry(
         actor=actor[:150],
         source=source,

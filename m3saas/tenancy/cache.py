@@ -90,6 +90,16 @@ def _generation() -> str:
     return str(generation)
 
 
+def master_cache_generation() -> str | None:
+    """The current generation (changes with every master change), or None when nothing is cached."""
+    if settings.TENANT_CACHE_TIMEOUT <= 0:
+        return None
+    try:
+        return _generation()
+    except _CacheDown:
+        return None
+
+
 def master_cached(key: str, compute: Callable[[], T]) -> T:
     """Return the cached value of `key` for the current master generation, computing it if absent."""
     timeout = settings.TENANT_CACHE_TIMEOUT

@@ -153,3 +153,28 @@ class AuditEntryOutput(serializers.Serializer[Any]):
     target_id = serializers.CharField()
     target_repr = serializers.CharField()
     detail = serializers.JSONField()
+
+
+class JobOutput(serializers.Serializer[Any]):
+    id = serializers.CharField()
+    kind = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=["queued", "running", "done", "failed"], help_text="Poll until `done` or `failed`."
+    )
+    tenant = serializers.IntegerField(source="tenant_id", allow_null=True)
+    tenant_name = serializers.CharField()
+    params = serializers.JSONField()
+    actor = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    result = serializers.JSONField(help_text="What the work did (upgrade steps, backup file); {} until it ends.")
+    error = serializers.CharField(help_text="Why it failed; blank otherwise.")
+    url = serializers.SerializerMethodField(help_text="This job's status resource, to poll.")
+
+    def get_url(self, obj: Any) -> str:
+        from django.urls import reverse
+
+        path = reverse("operator-job", kwargs={"job_id": obj.pk})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path

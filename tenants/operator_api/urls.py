@@ -20,6 +20,8 @@ urlpatterns = [
     path("tenants/<int:tenant_id>/backups", views.BackupListView.as_view(), name="operator-backups"),
     path("tenants/<int:tenant_id>/keys", views.ApiKeyListView.as_view(), name="operator-keys"),
     path("tenants/<int:tenant_id>/keys/<slug:key_id>", views.ApiKeyDetailView.as_view(), name="operator-key"),
+    path("jobs", views.JobListView.as_view(), name="operator-jobs"),
+    path("jobs/<slug:job_id>", views.JobDetailView.as_view(), name="operator-job"),
     path("audit", views.AuditListView.as_view(), name="operator-audit"),
 ]
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,14 +16,17 @@ from rest_framework.serializers import Serializer
 from m3saas.audit.models import AuditEntry
 from m3saas.audit.services import Source, audit_record_request
 from m3saas.exceptions import NotFoundError, TenantNotFoundError
+from m3saas.idempotency import HEADER as IDEMPOTENCY_HEADER
+from m3saas.idempotency import REPLAYED_HEADER, idempotency_key_digest, request_fingerprint
+from m3saas.modules.registry import module_version_get
 from subscriptions.models import Subscription
 from tenants.api import _OperatorView
 from tenants.api_keys import api_key_create, api_key_list, api_key_revoke
 from tenants.backup_files import backup_list
-from tenants.backups import backup_create, backup_target_tenant
-from tenants.models import ApiKey, Tenant, TenantMigrationRun
+from tenants.models import ApiKey, OperatorJob, Tenant, TenantMigrationRun
 from tenants.operator_api import schema as _schema  # noqa: F401  (its authentication extension)
 from tenants.operator_api import serializers as s
+from tenants.operator_api.jobs import operator_job_get, operator_job_start
 from tenants.operator_api.services import (
     OperatorInputError,
     operator_subscription_add,
@@ -29,11 +34,26 @@ from tenants.operator_api.services import (
     operator_tenant_create,
     operator_tenant_update,
 )
-from tenants.selectors import tenant_info_fresh
 from tenants.servers import tenants_on_server
-from tenants.upgrade import subscription_upgrade_safe
 
 STATES = [choice.value for choice in Tenant.SchemaState]
+JOB_STATUSES = [choice.value for choice in OperatorJob.Status]
+AUDIT_SOURCES = [choice.value for choice in AuditEntry.Source]
+# How long a client should wait between two polls of a job (the `Retry-After` of a 202).
+POLL_AFTER_SECONDS = 2
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="A retry with the same key (same operator, same request) gets the first try's job, not a second one.",
+)
+ACCEPTED = {
+    202: OpenApiResponse(
+        s.JobOutput,
+        description="Accepted: the work runs apart. `Location` is the job's URL: poll it until `done` or `failed`.",
+    )
+}
 
 
 class OperatorPagination(PageNumberPagination):
@@ -51,7 +71,46 @@ class OperatorView(_OperatorView):
     def page(self, request: Request, rows: QuerySet[Any], serializer: type[Serializer[Any]]) -> Response:
         paginator = OperatorPagination()  # also named on the view, for the schema
         found = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(serializer(found, many=True).data)
+        return paginator.get_paginated_response(serializer(found, many=True, context={"request": request}).data)
+
+    @staticmethod
+    def filtered(request: Request, rows: QuerySet[Any], *, param: str, field: str, choices: list[str]) -> QuerySet[Any]:
+        """`rows` narrowed by the query parameter `param`, which must be one of `choices` (else 400)."""
+        value = request.query_params.get(param)
+        if value is None:
+            return rows
+        if value not in choices:
+            raise OperatorInputError(f"{param}: one of {', '.join(choices)}.")
+        return rows.filter(**{field: value})
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.headers.get(IDEMPOTENCY_HEADER) is not None:
+            # Kept before anything parses it (DRF, a CSRF check reading a form): the key's
+            # request fingerprint covers the raw body.
+            request.body  # noqa: B018
+        return super().dispatch(request, *args, **kwargs)
+
+    def accept(
+        self, request: Request, *, kind: str, tenant: Tenant, params: dict[str, Any], action: str, target: Any
+    ) -> Response:
+        """Start long work as a job: 202 with the job and its URL in `Location` (the same job for a keyed retry)."""
+        raw = request.headers.get(IDEMPOTENCY_HEADER)
+        digest = idempotency_key_digest(raw) if raw is not None else None
+        job, created = operator_job_start(
+            kind=kind,
+            tenant=tenant,
+            params=params,
+            actor=request.user.get_username(),
+            idempotency_digest=digest,
+            fingerprint=request_fingerprint(request._request) if digest is not None else "",
+        )
+        if created:
+            self.audit(request, action, target, detail={**params, "job": job.pk})
+        body = s.JobOutput(operator_job_get(job_id=job.pk), context={"request": request}).data
+        response = Response(body, status=202, headers={"Location": body["url"], "Retry-After": str(POLL_AFTER_SECONDS)})
+        if not created:
+            response[REPLAYED_HEADER] = "true"
+        return response
 
     @staticmethod
     def valid(serializer: type[Serializer[Any]], request: Request) -> dict[str, Any]:
@@ -89,12 +148,7 @@ class TenantListView(OperatorView):
         responses=s.TenantOutput(many=True),
     )
     def get(self, request: Request) -> Response:
-        rows = _tenants()
-        state = request.query_params.get("state")
-        if state is not None:
-            if state not in STATES:
-                raise OperatorInputError(f"state: one of {', '.join(STATES)}.")
-            rows = rows.filter(schema_state=state)
+        rows = self.filtered(request, _tenants(), param="state", field="schema_state", choices=STATES)
         module = request.query_params.get("module")
         if module is not None:
             rows = rows.filter(subscriptions__module__name=module)
@@ -143,31 +197,30 @@ class SubscriptionListView(OperatorView):
         return Response(_tenant_output(tenant_id), status=201)
 
 
-class UpgradeFailedError(OperatorInputError):
-    status_code = 409
-    code = "upgrade_failed"
-
-
 class SubscriptionDetailView(OperatorView):
-    @extend_schema(request=s.SubscriptionChangeInput, responses=s.UpgradeOutput)
+    @extend_schema(request=s.SubscriptionChangeInput, parameters=[IDEMPOTENCY_PARAMETER], responses=ACCEPTED)
     def patch(self, request: Request, tenant_id: int, module: str) -> Response:
-        """Move to another major version as `upgrade_subscription` does; synchronous (a tenant at a time)."""
+        """Move to another major version as `upgrade_subscription` does: 202, then poll the job.
+
+        The job's `result` holds the upgrade's steps; a refused or failed move ends the job
+        `failed` with the reason in `error`, the tenant still on its old version.
+        """
         data = self.valid(s.SubscriptionChangeInput, request)
         tenant = _tenant(tenant_id)
         subscription = Subscription.objects.filter(tenant=tenant, module__name=module).first()
         if subscription is None:
             raise NotFoundError(f"Tenant {tenant.name} has no subscription to {module!r}.")
-        result = subscription_upgrade_safe(
-            tenant=tenant_info_fresh(tenant_id=tenant.pk),
-            module=module,
-            to_version=data["version"],
-            drop_old=data["drop_old"],
+        if module_version_get(module, data["version"]) is None:
+            raise OperatorInputError(f"version: no module {module!r} at major version {data['version']} is installed.")
+        params = {"module": module, "version": data["version"], "drop_old": data["drop_old"]}
+        return self.accept(
+            request,
+            kind=OperatorJob.Kind.UPGRADE,
+            tenant=tenant,
+            params={**params, "from_version": subscription.version},
+            action="subscription.upgrade",
+            target=subscription,
         )
-        detail = {**data, "from_version": result.from_version, "ok": result.ok}
-        self.audit(request, "subscription.upgrade", subscription, detail=detail)
-        if not result.ok:
-            raise UpgradeFailedError(result.describe())
-        return Response(s.UpgradeOutput(result).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, tenant_id: int, module: str) -> Response:
@@ -200,14 +253,16 @@ class BackupListView(OperatorView):
         backups = sorted(backup_list(database=tenant.name), key=lambda b: b.sort_key, reverse=True)
         return Response(s.BackupOutput(backups, many=True).data)
 
-    @extend_schema(request=None, responses={201: s.BackupOutput})
+    @extend_schema(request=None, parameters=[IDEMPOTENCY_PARAMETER], responses=ACCEPTED)
     def post(self, request: Request, tenant_id: int) -> Response:
-        """Back the tenant database up now (then prune by its limits, as the daily backup does)."""
+        """Back the tenant database up now (then prune by its limits, as the daily backup does): 202, then poll.
+
+        The finished job's `result` names the file (`file`, `taken_at`, `size`) and the files pruned.
+        """
         tenant = _tenant(tenant_id)
-        made = backup_create(target=backup_target_tenant(tenant=tenant_info_fresh(tenant_id=tenant.pk)))
-        removed = [b.path.name for b in made.removed]
-        self.audit(request, "backup.create", tenant, detail={"file": made.backup.path.name, "removed": removed})
-        return Response(s.BackupOutput(made.backup).data, status=201)
+        return self.accept(
+            request, kind=OperatorJob.Kind.BACKUP, tenant=tenant, params={}, action="backup.create", target=tenant
+        )
 
 
 class ApiKeyListView(OperatorView):
@@ -241,14 +296,45 @@ class AuditListView(OperatorView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("source", str, enum=[c.value for c in AuditEntry.Source]),
+            OpenApiParameter("source", str, enum=AUDIT_SOURCES),
         ],
         responses=s.AuditEntryOutput(many=True),
     )
     def get(self, request: Request) -> Response:
         """The audit entries, newest first."""
-        rows = AuditEntry.objects.order_by("-at", "-id")
-        source = request.query_params.get("source")
-        if source is not None:
-            rows = rows.filter(source=source)
+        entries = AuditEntry.objects.order_by("-at", "-id")
+        rows = self.filtered(request, entries, param="source", field="source", choices=AUDIT_SOURCES)
         return self.page(request, rows, s.AuditEntryOutput)
+
+
+class JobListView(OperatorView):
+    pagination_class = OperatorPagination
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=JOB_STATUSES, description="Only jobs in this status."),
+            OpenApiParameter("tenant", int, description="Only this tenant's jobs."),
+        ],
+        responses=s.JobOutput(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        """The jobs, newest first."""
+        rows = OperatorJob.objects.order_by("-created_at", "-id")
+        rows = self.filtered(request, rows, param="status", field="status", choices=JOB_STATUSES)
+        tenant = request.query_params.get("tenant")
+        if tenant is not None:
+            if not tenant.isdigit() or len(tenant) > 18:
+                raise OperatorInputError("tenant: a tenant id.")
+            rows = rows.filter(tenant_id=int(tenant))
+        return self.page(request, rows, s.JobOutput)
+
+
+class JobDetailView(OperatorView):
+    @extend_schema(responses=s.JobOutput)
+    def get(self, request: Request, job_id: str) -> Response:
+        """A job's state: `queued`, `running`, then `done` (with its `result`) or `failed` (with its `error`)."""
+        job = operator_job_get(job_id=job_id)
+        response = Response(s.JobOutput(job, context={"request": request}).data)
+        if not job.finished:
+            response["Retry-After"] = str(POLL_AFTER_SECONDS)
+        return response

@@ -145,3 +145,162 @@ def test_a_reading_command_is_not_audited(make_tenant):
     make_tenant(provision=False)
     call_command("migration_report", stdout=io.StringIO())
     assert not AuditEntry.objects.exists()
+
+
+# --- every admin road -----------------------------------------------------------------------
+
+
+def _admin_actions() -> list[tuple[str, str]]:
+    return [(e.action, e.target_id) for e in AuditEntry.objects.filter(source="admin").order_by("id")]
+
+
+def test_every_model_admin_that_can_write_is_audited(client):
+    from django.contrib import admin
+    from django.urls import reverse
+
+    from m3saas.audit.admin import AuditedAdminMixin
+
+    reverse("admin:index")  # the root URLconf, which wraps the admins other apps register
+    unaudited = [
+        model._meta.label
+        for model, model_admin in admin.site._registry.items()
+        if not isinstance(model_admin, AuditedAdminMixin) and model is not AuditEntry
+    ]
+    assert unaudited == []
+    labels = {model._meta.label for model in admin.site._registry}
+    assert {"auth.User", "auth.Group", "authtoken.TokenProxy", "subscriptions.Module"} <= labels
+
+
+def test_module_and_dependency_admin_writes_are_audited(admin_client):
+    from subscriptions.models import Module, ModuleDependency
+
+    inline = {"dependencies-TOTAL_FORMS": 0, "dependencies-INITIAL_FORMS": 0}
+    assert admin_client.post("/admin/subscriptions/module/add/", {"name": "tags", **inline}).status_code == 302
+    tags = Module.objects.get(name="tags")
+    assert admin_client.post("/admin/subscriptions/module/add/", {"name": "notes", **inline}).status_code == 302
+    notes = Module.objects.get(name="notes")
+    made = admin_client.post(
+        "/admin/subscriptions/moduledependency/add/", {"module": notes.pk, "dependency": tags.pk, "version": 1}
+    )
+    assert made.status_code == 302, made.content.decode()[:2000]
+    dependency = ModuleDependency.objects.get()
+    assert (
+        admin_client.post(f"/admin/subscriptions/module/{tags.pk}/change/", {"name": "tags", **inline}).status_code
+        == 302
+    )
+    deleted = admin_client.post(
+        "/admin/subscriptions/moduledependency/",
+        {"action": "delete_selected", "_selected_action": [dependency.pk], "post": "yes"},
+    )
+    assert deleted.status_code == 302
+    assert _admin_actions() == [
+        ("module.create", str(tags.pk)),
+        ("module.create", str(notes.pk)),
+        ("moduledependency.create", str(dependency.pk)),
+        ("module.update", str(tags.pk)),
+        ("moduledependency.delete", str(dependency.pk)),
+    ]
+
+
+def test_subscription_admin_writes_and_bulk_deletion_are_audited(admin_client, make_tenant, settings):
+    from subscriptions.models import Module, Subscription
+
+    settings.AUTO_MIGRATION = False
+    tenant = make_tenant(modules=[], provision=False)
+    module = Module.objects.get_or_create(name="test")[0]
+    made = admin_client.post(
+        "/admin/subscriptions/subscription/add/", {"tenant": tenant.id, "module": module.pk, "version": 1}
+    )
+    assert made.status_code == 302, made.content.decode()[:2000]
+    subscription = Subscription.objects.get(tenant_id=tenant.id)
+    admin_client.post(
+        "/admin/subscriptions/subscription/",
+        {"action": "delete_selected", "_selected_action": [subscription.pk], "post": "yes"},
+    )
+    assert not Subscription.objects.exists()
+    assert _admin_actions() == [
+        ("subscription.create", str(subscription.pk)),
+        ("subscription.delete", str(subscription.pk)),
+    ]
+
+
+def test_admin_actions_migrate_and_move_major_version_are_audited(admin_client, make_tenant):
+    from subscriptions.models import Subscription
+
+    tenant = make_tenant(modules=[("test", 1)])
+    admin_client.post("/admin/tenants/tenant/", {"action": "migrate_now", "_selected_action": [tenant.id]})
+    subscription = Subscription.objects.get(tenant_id=tenant.id)
+    moved = admin_client.post(
+        "/admin/subscriptions/subscription/",
+        {"action": "move_major_version", "_selected_action": [subscription.pk], "apply": "1", "to_version": 2},
+    )
+    assert moved.status_code == 302
+    assert Subscription.objects.get(pk=subscription.pk).version == 2
+    assert _admin_actions() == [("tenant.migrate", str(tenant.id)), ("subscription.upgrade", str(subscription.pk))]
+    upgrade = AuditEntry.objects.get(action="subscription.upgrade")
+    assert upgrade.detail == {"to_version": 2, "ok": True} and upgrade.actor == "admin_op"
+
+
+def test_a_subscription_added_inline_on_the_tenant_page_is_in_its_audit_entry(admin_client, make_tenant, settings):
+    from subscriptions.models import Module
+
+    settings.AUTO_MIGRATION = False
+    tenant = make_tenant(modules=[], provision=False)
+    module = Module.objects.get_or_create(name="test")[0]
+    form = {
+        "password": "",
+        "per_day_backups": 1,
+        "max_backups": 10,
+        "rate_limit": "",
+        "subscriptions-TOTAL_FORMS": 1,
+        "subscriptions-INITIAL_FORMS": 0,
+        "subscriptions-0-module": module.pk,
+        "subscriptions-0-version": 1,
+    }
+    assert admin_client.post(f"/admin/tenants/tenant/{tenant.id}/change/", form).status_code == 302
+    (entry,) = AuditEntry.objects.filter(source="admin")
+    assert entry.action == "tenant.update"
+    (added,) = entry.detail["changed"]
+    assert added["added"]["name"] == "subscription" and added["added"]["object"].endswith("→ test v1")
+
+
+def test_key_and_run_deletions_and_key_creation_in_the_admin_are_audited(admin_client, make_tenant, tenant_key):
+    from tenants.models import TenantMigrationRun
+
+    tenant = make_tenant(provision=False)
+    made = admin_client.post(
+        "/admin/tenants/apikey/add/",
+        {"tenant": tenant.id, "name": "k", "modules": "", "rate_limit": "", "expires_at_0": "", "expires_at_1": ""},
+    )
+    assert made.status_code == 200
+    key = ApiKey.objects.get()
+    run = TenantMigrationRun.objects.create(tenant_id=tenant.id, status="failed", error="x")
+    admin_client.post(
+        "/admin/tenants/apikey/", {"action": "delete_selected", "_selected_action": [key.pk], "post": "yes"}
+    )
+    admin_client.post(f"/admin/tenants/tenantmigrationrun/{run.pk}/delete/", {"post": "yes"})
+    assert not ApiKey.objects.exists() and not TenantMigrationRun.objects.exists()
+    assert _admin_actions() == [
+        ("apikey.create", key.pk),
+        ("apikey.delete", key.pk),
+        ("tenantmigrationrun.delete", str(run.pk)),
+    ]
+
+
+def test_users_and_tokens_made_in_the_admin_are_audited_without_the_token(admin_client):
+    made = admin_client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "new_operator",
+            "password1": "pw-Xy7-long-enough",
+            "password2": "pw-Xy7-long-enough",
+            "usable_password": "true",
+        },
+    )
+    assert made.status_code == 302, made.content.decode()[:3000]
+    user = User.objects.get(username="new_operator")
+    token = admin_client.post("/admin/authtoken/tokenproxy/add/", {"user": user.pk})
+    assert token.status_code == 302, token.content.decode()[:3000]
+    key = Token.objects.get(user=user).key
+    assert _admin_actions() == [("user.create", str(user.pk)), ("tokenproxy.create", str(user.pk))]
+    assert key not in json.dumps(list(AuditEntry.objects.values()), default=str)

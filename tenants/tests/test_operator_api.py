@@ -179,37 +179,11 @@ def test_subscribe_migrates_and_unsubscribe_keeps_the_tables(operator, make_tena
     assert operator.get(f"/operator/v1/tenants/{tenant.id}").json()["subscriptions"] == []
 
 
-def test_change_major_version_goes_the_upgrade_subscription_way(operator, make_tenant):
-    tenant = make_tenant(modules=[("test", 1)])
-    url = f"/operator/v1/tenants/{tenant.id}/subscriptions/test"
-    moved = operator.patch(url, {"version": 2}, format="json")
-    assert moved.status_code == 200, moved.content
-    assert moved.json()["ok"] and moved.json()["switched"]
-    assert (moved.json()["from_version"], moved.json()["to_version"]) == (1, 2)
-    assert operator.get(f"/operator/v1/tenants/{tenant.id}").json()["subscriptions"] == [
-        {"module": "test", "version": 2}
-    ]
-    refused = operator.patch(url, {"version": 77}, format="json")
-    assert refused.status_code == 409
-    assert refused.json()["error"]["code"] == "upgrade_failed"
-
-
 def test_migration_runs_are_listed_newest_first(operator, drop_new_tenants):
     tenant = _create(operator)
     runs = operator.get(f"/operator/v1/tenants/{tenant['id']}/runs").json()
     assert runs["count"] == 1
     assert runs["results"][0]["status"] == "ok" and runs["results"][0]["trigger"] == "http"
-
-
-def test_take_a_backup_now_and_list_it(operator, make_tenant, settings, tmp_path):
-    settings.BACKUP_DIR = tmp_path / "backups"
-    tenant = make_tenant()
-    url = f"/operator/v1/tenants/{tenant.id}/backups"
-    assert operator.get(url).json() == []
-    made = operator.post(url)
-    assert made.status_code == 201
-    assert made.json()["file"].startswith(f"{tenant.name}-") and made.json()["size"] > 0
-    assert [b["file"] for b in operator.get(url).json()] == [made.json()["file"]]
 
 
 def test_revoke_a_key_over_http(operator, make_tenant, tenant_key):
@@ -243,6 +217,11 @@ def test_the_operator_schema_and_its_swagger_ui_are_served(operator):
     paths = schema.json()["paths"]
     assert "/operator/v1/tenants" in paths and "/operator/v1/tenants/{tenant_id}/keys" in paths
     assert "/operator/v1/audit" in paths
+    assert "/operator/v1/jobs/{job_id}" in paths
+    upgrade = paths["/operator/v1/tenants/{tenant_id}/subscriptions/{module}"]["patch"]
+    assert "202" in upgrade["responses"] and "200" not in upgrade["responses"]
+    assert any(p["name"] == "Idempotency-Key" for p in upgrade["parameters"])
+    assert "201" in paths["/operator/v1/tenants"]["post"]["responses"]
     assert not any("/test/v1/" in p for p in paths)
     docs = APIClient().get("/schema/operator/v1/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
@@ -267,3 +246,18 @@ def test_hostile_paths_and_queries_are_client_errors(operator, url):
     assert all(400 <= r.status_code < 500 and "error" in r.json() for r in responses), [
         r.status_code for r in responses
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"expires_at": "2020-01-01T00:00:00Z"}, "expires_at: The expiry must be in the future"),
+        ({"modules": "test,nosuch"}, "modules: No installed module 'nosuch'"),
+    ],
+)
+def test_a_key_with_a_past_expiry_or_an_unknown_module_is_refused(operator, make_tenant, body, field):
+    tenant = make_tenant(provision=False)
+    response = operator.post(f"/operator/v1/tenants/{tenant.id}/keys", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(field)
+    assert not ApiKey.objects.exists()

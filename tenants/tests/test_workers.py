@@ -384,3 +384,67 @@ def test_on_mariadb_migrate_tenants_fans_out_over_two_workers(tmp_path):
             for name in names:
                 cur.execute("DROP USER IF EXISTS %s@'%%'", (name,))
         root.close()
+
+
+OPERATOR_UPGRADE = """
+import json, time, uuid
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+from tenants.models import Tenant
+user = User.objects.create_user(f"op_{{uuid.uuid4().hex[:8]}}", is_staff=True)
+client = APIClient()
+client.credentials(HTTP_AUTHORIZATION="Token " + Token.objects.create(user=user).key)
+tenant = Tenant.objects.get(name={name!r})
+accepted = client.patch(f"/operator/v1/tenants/{{tenant.id}}/subscriptions/test", {{"version": 2}}, format="json")
+assert accepted.status_code == 202, accepted.content
+deadline = time.monotonic() + 60
+while True:
+    job = client.get(accepted["Location"]).json()
+    if job["status"] in ("done", "failed") or time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
+print(json.dumps(job))
+"""
+
+
+def test_an_operator_upgrade_over_http_runs_on_a_worker_and_is_polled_until_done(redis_site):
+    """With a broker, the 202's job is a Celery task: a worker runs it, the poll reads its outcome."""
+    site, logs = redis_site
+    (name,) = site.tenants_create(1, provision=True)
+    done = site.manage("shell", "-c", OPERATOR_UPGRADE.format(name=name))
+    job = json.loads(done.stdout.strip().splitlines()[-1])
+    assert job["status"] == "done", job
+    assert job["result"]["switched"] and (job["result"]["from_version"], job["result"]["to_version"]) == (1, 2)
+    ran = [r for log in logs for r in _records(log) if f"job:{job['id']}" in str(r["message"])]
+    assert any("succeeded" in str(r["message"]) for r in ran), "no worker ran the job's task"
+    rows = site.master(
+        "SELECT s.version FROM subscriptions_subscription s JOIN tenants_tenant t ON t.id = s.tenant_id "
+        "WHERE t.name = ?",
+        name,
+    )
+    assert rows == [(2,)]
+
+
+def test_a_waiting_command_with_no_worker_stops_at_its_timeout_naming_the_queue(tmp_path):
+    """No worker consumes the queue: `--wait-timeout` ends the wait with one line, exit 1; the tasks stay queued."""
+    import redis
+
+    site = Site(tmp_path, _broker(*REDIS, "Redis"))
+    try:
+        site.manage("migrate", "-v0")
+        site.tenants_create(2)
+        started = time.monotonic()
+        done = site.manage("migrate_tenants", "--wait-timeout", "1.5", check=False)
+        assert time.monotonic() - started < 60
+        assert done.returncode == 1, done.stdout + done.stderr
+        error = done.stderr.strip().splitlines()
+        assert len(error) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"No task finished in 1.5 s on queue '{site.queue}'" in error[0]
+        assert "2 of 2 still pending" in error[0] and "make worker" in error[0]
+        assert redis.Redis.from_url(REDIS[2]).llen(site.queue) == 2  # still there for a worker to come
+        refused = site.manage("backup", "--all-tenants", "--wait-timeout", "0", check=False)
+        assert refused.returncode == 2 and "--wait-timeout: invalid _seconds value" not in refused.stderr
+        assert "seconds, more than 0" in refused.stderr
+    finally:
+        redis.Redis.from_url(REDIS[2]).delete(site.queue)

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from m3saas.access import public_api
 from m3saas.exceptions import NotFoundError
+from m3saas.modules.request import ModuleRequest
 from m3saas.mqtt import mqtt_enabled, tenant_publish
 from m3saas.tenancy.context import tenant_current
 from modules.test.v1.models import Animal
@@ -37,7 +38,7 @@ class StatusView(APIView):
             }
         }
     )
-    def get(self, request: Request, **kwargs: Any) -> Response:
+    def get(self, request: ModuleRequest, **kwargs: Any) -> Response:
         api_key = request.api_key
         body = {"module": "test", "version": str(request.module_version), "api_key": api_key.id if api_key else None}
         return Response(body)
@@ -63,7 +64,7 @@ class AnimalListView(APIView):
 
 class AnimalDetailView(APIView):
     @extend_schema(request=AnimalInputSerializer, responses=AnimalOutputSerializer)
-    def put(self, request: Request, pk: int, **kwargs: Any) -> Response:
+    def put(self, request: ModuleRequest, pk: int, **kwargs: Any) -> Response:
         if request.module_version < "1.1":
             raise NotFoundError("Replacing an animal needs version 1.1 or later.")
         animal = get_object_or_404(Animal, pk=pk)

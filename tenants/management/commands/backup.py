@@ -16,7 +16,7 @@ from tenants.backups import (
     backup_target_tenant,
     backups_create_all_tenants,
 )
-from tenants.workers import no_wait_argument_add, no_wait_check
+from tenants.workers import fan_out_errors, no_wait_argument_add, no_wait_check, wait_timeout
 
 
 class Command(PlatformCommand):
@@ -57,7 +57,10 @@ class Command(PlatformCommand):
         if no_wait_check(options):  # a broker is configured: one task per tenant on the workers
             from tenants.fanout import backups_fan_out
 
-            sent, outcomes = backups_fan_out(wait=not options["no_wait"], on_result=show)
+            with fan_out_errors():
+                sent, outcomes = backups_fan_out(
+                    wait=not options["no_wait"], wait_timeout=wait_timeout(options), on_result=show
+                )
             if options["no_wait"]:
                 self.stdout.write(sent.follow_hint("the files appear in `manage.py listbackups`."))
                 return

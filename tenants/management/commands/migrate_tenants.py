@@ -9,7 +9,7 @@ from django.core.management.base import CommandError, CommandParser
 from m3saas.commands import PlatformCommand
 from m3saas.tenancy.each import stop_on_signals
 from tenants.services import Seeding, TenantMigrationResult, tenants_migrate_all
-from tenants.workers import no_wait_argument_add, no_wait_check
+from tenants.workers import fan_out_errors, no_wait_argument_add, no_wait_check, wait_timeout
 
 # The exit code of a run stopped by SIGTERM or Ctrl-C before every tenant was run (1: a tenant failed).
 EXIT_STOPPED = 3
@@ -75,9 +75,15 @@ class Command(PlatformCommand):
         if no_wait_check(options):  # a broker is configured: one task per tenant on the workers
             from tenants.fanout import migrate_fan_out
 
-            sent, results = migrate_fan_out(
-                seed=seed, failed_only=options["failed"], wait=not options["no_wait"], on_start=start, on_result=report
-            )
+            with fan_out_errors():
+                sent, results = migrate_fan_out(
+                    seed=seed,
+                    failed_only=options["failed"],
+                    wait=not options["no_wait"],
+                    wait_timeout=wait_timeout(options),
+                    on_start=start,
+                    on_result=report,
+                )
             if options["no_wait"]:
                 self.stdout.write(sent.follow_hint("results land in `manage.py migration_report`."))
                 return

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from m3saas.commands import TENANT_METAVAR, PlatformCommand, tenant_get
 from tenants.cron import crons_run
-from tenants.workers import no_wait_argument_add, no_wait_check
+from tenants.workers import fan_out_errors, no_wait_argument_add, no_wait_check, wait_timeout
 
 
 def _moment(value: str) -> datetime:
@@ -43,7 +43,10 @@ class Command(PlatformCommand):
         if no_wait_check(options):  # a broker is configured: one task per tenant on the workers
             from tenants.fanout import crons_fan_out
 
-            sent, report = crons_fan_out(now=now, tenant_names=names, wait=not options["no_wait"])
+            with fan_out_errors():
+                sent, report = crons_fan_out(
+                    now=now, tenant_names=names, wait=not options["no_wait"], wait_timeout=wait_timeout(options)
+                )
             if options["no_wait"]:
                 self.stdout.write(sent.follow_hint("each job's last run is kept in its tenant's database."))
                 return

@@ -1,0 +1,218 @@
+"""Long operator work (a major-version change, a backup now): accepted with 202, run apart, polled.
+
+The request creates an `OperatorJob` row in the master and answers 202 with its URL. The work
+runs on a Celery worker (`tenants.operator_job` task) when CELERY_BROKER_URL is set, else in a
+background thread of the process that accepted it. Either way `operator_job_run` does it: it
+claims the job, runs the same service as `upgrade_subscription` / `backup` (the tenant's
+context and lock), and records the result or the error on the row, where the poll reads it.
+
+A thread dies with its process: a job whose thread's process is gone is closed as failed
+("Interrupted") when it is next read. A Celery task delivered twice finds the job finished and
+does nothing; one redelivered after its worker died runs the work again, which is harmless
+(an upgrade already done changes nothing; a backup is taken once more).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.utils import timezone
+
+from m3saas.audit.services import Source, audit_record
+from m3saas.exceptions import ApplicationError, NotFoundError
+from m3saas.idempotency import IdempotencyKeyReusedError
+from m3saas.tenancy.each import tenant_work_run
+from m3saas.tenancy.info import TenantInfo
+from tenants.backups import backup_create, backup_target_tenant
+from tenants.models import OperatorJob, Tenant
+from tenants.selectors import tenant_info_fresh
+from tenants.upgrade import subscription_upgrade_safe
+
+logger = logging.getLogger(__name__)
+
+Kind = OperatorJob.Kind
+Status = OperatorJob.Status
+
+
+class JobNotFoundError(NotFoundError):
+    code = "job_not_found"
+    default_message = "No such job."
+
+
+def _this_process() -> str:
+    return f"thread:{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _thread_lost(job: OperatorJob) -> bool:
+    """Whether `job` ran in a thread of a process on this host that is gone."""
+    kind, _, where = job.runner.partition(":")
+    host, _, pid = where.rpartition(":")
+    return kind == "thread" and host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def operator_job_get(*, job_id: str) -> OperatorJob:
+    """The job, closed as failed first when the process whose thread ran it is gone."""
+    job = OperatorJob.objects.filter(pk=job_id).first()
+    if job is None:
+        raise JobNotFoundError(f"No job {job_id!r}.")
+    if not job.finished and _thread_lost(job):
+        pid = job.runner.rpartition(":")[2]
+        _finish(job, error=f"Interrupted: process {pid}, which ran this job, stopped before it ended.")
+        job.refresh_from_db()
+    return job
+
+
+def operator_job_start(
+    *,
+    kind: str,
+    tenant: Tenant,
+    params: dict[str, Any],
+    actor: str,
+    idempotency_digest: str | None = None,
+    fingerprint: str = "",
+) -> tuple[OperatorJob, bool]:
+    """Record the job and send it to its runner; returns (job, False) for a retry of a keyed request.
+
+    A key the same actor used for another request (another fingerprint) raises
+    `IdempotencyKeyReusedError`.
+    """
+    if idempotency_digest is not None:
+        earlier = OperatorJob.objects.filter(actor=actor, idempotency_digest=idempotency_digest).first()
+        if earlier is not None:
+            return _replayed(earlier, fingerprint)
+    try:
+        with transaction.atomic(using=DEFAULT_DB_ALIAS):
+            job = OperatorJob.objects.create(
+                kind=kind,
+                tenant=tenant,
+                tenant_name=tenant.name,
+                params=params,
+                actor=actor,
+                idempotency_digest=idempotency_digest,
+                fingerprint=fingerprint,
+            )
+    except IntegrityError:
+        # The same key's other request won the race.
+        earlier = OperatorJob.objects.filter(actor=actor, idempotency_digest=idempotency_digest).first()
+        if earlier is None:
+            raise
+        return _replayed(earlier, fingerprint)
+    transaction.on_commit(lambda: _dispatch(job), using=DEFAULT_DB_ALIAS)
+    return job, True
+
+
+def _replayed(job: OperatorJob, fingerprint: str) -> tuple[OperatorJob, bool]:
+    if job.fingerprint != fingerprint:
+        raise IdempotencyKeyReusedError()
+    return job, False
+
+
+def _dispatch(job: OperatorJob) -> None:
+    """Hand the job to a Celery worker (a broker is configured) or to a thread of this process."""
+    if settings.CELERY_BROKER_URL:
+        from tenants.tasks import operator_job_task
+
+        task_id = f"job:{job.pk}"
+        OperatorJob.objects.filter(pk=job.pk).update(runner=f"celery:{task_id}")
+        try:
+            operator_job_task.apply_async(args=[job.pk], task_id=task_id)
+        except Exception as exc:  # the broker refused or is down: say so on the job
+            logger.warning("operator job %s could not be queued: %s", job.pk, exc)
+            _finish(job, error=f"Could not be queued on the broker: {type(exc).__name__}: {exc}")
+        return
+    OperatorJob.objects.filter(pk=job.pk).update(runner=_this_process())
+    threading.Thread(target=_thread_main, args=(job.pk,), name=f"operator-job-{job.pk[:8]}", daemon=True).start()
+
+
+def _thread_main(job_id: str) -> None:
+    try:
+        operator_job_run(job_id=job_id)
+    except Exception:
+        logger.exception("operator job %s failed outside its work", job_id)
+    finally:
+        connections.close_all()  # this thread's own connections (master and tenants)
+
+
+def operator_job_run(*, job_id: str) -> OperatorJob | None:
+    """Run the job unless it already finished (a second delivery); record its outcome on the row."""
+    claimed = OperatorJob.objects.filter(pk=job_id, status__in=[Status.QUEUED, Status.RUNNING]).update(
+        status=Status.RUNNING, started_at=timezone.now()
+    )
+    job = OperatorJob.objects.filter(pk=job_id).first()
+    if not claimed or job is None:
+        logger.info("operator job %s: already finished or gone; nothing to do", job_id)
+        return job
+    if job.tenant_id is None:
+        _finish(job, error=f"Tenant {job.tenant_name} was deleted before the job ran.")
+        job.refresh_from_db()
+        return job
+    try:
+        tenant = tenant_info_fresh(tenant_id=job.tenant_id)
+        result, error = _WORK[job.kind](tenant, job.params)
+    except ApplicationError as exc:
+        result, error = {}, exc.message
+    except Exception as exc:
+        logger.exception("operator job %s (%s of %s) failed", job.pk, job.kind, job.tenant_name)
+        result, error = {}, f"{type(exc).__name__}: {exc}"
+    _finish(job, result=result, error=error)
+    job.refresh_from_db()
+    return job
+
+
+def _finish(job: OperatorJob, *, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    status = Status.FAILED if error else Status.DONE
+    OperatorJob.objects.filter(pk=job.pk).update(
+        status=status, finished_at=timezone.now(), result=result or {}, error=error or ""
+    )
+    audit_record(
+        actor=job.actor,
+        source=Source.API,
+        action=f"job.{status}",
+        target=job,
+        detail={"kind": job.kind, "tenant": job.tenant_name, **({"error": error[:500]} if error else {})},
+    )
+
+
+def _upgrade(tenant: TenantInfo, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    result = subscription_upgrade_safe(
+        tenant=tenant, module=params["module"], to_version=int(params["version"]), drop_old=bool(params["drop_old"])
+    )
+    shown = {k: v for k, v in asdict(result).items() if k != "error"}
+    return {**shown, "ok": result.ok, "message": result.describe()}, (result.describe() if not result.ok else None)
+
+
+def _backup(tenant: TenantInfo, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    outcome = tenant_work_run(lambda t: backup_create(target=backup_target_tenant(tenant=t)), tenant, what="backup")
+    if outcome.error is not None or outcome.value is None:
+        return {}, outcome.error or "No backup was written."
+    made = outcome.value.backup
+    return {
+        "file": made.path.name,
+        "taken_at": made.taken_at.isoformat(),
+        "size": made.size,
+        "removed": [b.path.name for b in outcome.value.removed],
+    }, None
+
+
+_WORK: dict[str, Callable[[TenantInfo, dict[str, Any]], tuple[dict[str, Any], str | None]]] = {
+    Kind.UPGRADE: _upgrade,
+    Kind.BACKUP: _backup,
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from typing import Any, cast
@@ -177,18 +178,21 @@ def tenant_connection_register(tenant: TenantInfo) -> str:
     current = connections.settings.get(alias)
     if current is not None and not current.get(TENANT_MARK):
         raise ValueError(f"alias {alias!r} is a configured database, not a tenant")
-    if current is not None and current.get(_SIGNATURE) == _signature(tenant):
+    signature = _signature(tenant.user, tenant.password)
+    if current is not None and current.get(_SIGNATURE) == signature:
         return alias
     wanted = tenant_database_settings(name=tenant.name, user=tenant.user, password=tenant.password)
-    wanted[_SIGNATURE] = _signature(tenant)
+    wanted[_SIGNATURE] = signature
     if current is not None:
         _close_in_this_thread(alias)
     connections.settings[alias] = wanted
     return alias
 
 
-def _signature(tenant: TenantInfo) -> str:
-    return hashlib.sha256(f"{tenant.user}\0{tenant.password}".encode()).hexdigest()
+@functools.lru_cache(maxsize=4096)
+def _signature(user: str, password: str) -> str:
+    """What a registration was made with; remembered, as every request compares it (issue 16)."""
+    return hashlib.sha256(f"{user}\0{password}".encode()).hexdigest()
 
 
 def tenant_connection_unregister(alias: str) -> None:

@@ -319,12 +319,12 @@ def _logins(tenant: Any, count: int, blocks: int) -> None:
     for block in range(blocks):
         for host in ("127.0.0.1", "localhost") if block % 2 == 0 else ("localhost", "127.0.0.1"):
             wrapper = backend.DatabaseWrapper({**entry, "HOST": host}, alias=f"{tenant.alias}_login")
-            wall, cpu = time.perf_counter(), time.thread_time()
+            wall_began, cpu_began = time.perf_counter(), time.thread_time()
             for _ in range(n):
                 wrapper.ensure_connection()
                 wrapper.close()
-            results[host][0].append((time.perf_counter() - wall) / n * 1000)
-            results[host][1].append((time.thread_time() - cpu) / n * 1000)
+            results[host][0].append((time.perf_counter() - wall_began) / n * 1000)
+            results[host][1].append((time.thread_time() - cpu_began) / n * 1000)
     print(f"\ntenant login through Django ({n} per block, median of {blocks} blocks):")
     for host, (wall, cpu) in results.items():
         via = "TCP" if host.startswith("127") else "Unix socket"

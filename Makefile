@@ -10,7 +10,7 @@ SYSTEM_PACKAGES := pkg-config libmariadb-dev mariadb-client
 TEST_SYSTEM_PACKAGES := nginx-light chromium
 MARIADB_CONFIG := tests/mariadb.config.json
 
-.PHONY: run serve worker beat test test-sqlite test-mariadb lint check system-deps venv demo bench bench-quick clean
+.PHONY: run serve worker beat test test-sqlite test-mariadb lint check system-deps venv demo bench bench-quick bench-deps clean
 
 ## system-deps: install the build headers of mysqlclient, the MariaDB client tools, and nginx and chromium for the tests (root + apt)
 system-deps:
@@ -92,13 +92,20 @@ lint: venv
 ## bench: what tenancy costs, on the local MariaDB (1,000 tenants, a few minutes); writes docs/performance.md
 ## (BENCH_QUICK=1 or `make bench-quick`: CI size; BENCH_ARGS: more options, see `python -m bench.run --help`;
 ##  10,000 tenants, figure 4: BENCH_ARGS="--tenants 10000 --only 4 --light-migrations --output var/performance-10k.md")
-bench: venv
+bench: venv bench-deps
 	BENCH_COMMAND="make bench$(if $(BENCH_QUICK), BENCH_QUICK=$(BENCH_QUICK))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
 		$(PY) -m bench.run $(BENCH_ARGS)
 
 ## bench-quick: the benchmark at CI size (30 tenants, seconds of load); writes var/performance-quick.md
-bench-quick: venv
+bench-quick: venv bench-deps
 	BENCH_COMMAND="make bench-quick" $(PY) -m bench.run --quick $(BENCH_ARGS)
+
+## bench-deps: wrk, figure 1's second load generator (apt-get, as root; without it figure 1 uses bench/loadgen.py only)
+bench-deps:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		echo "Installing wrk with apt-get" && \
+		(apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)); } || \
+		echo "wrk is not installed (apt-get install wrk): figure 1 uses bench/loadgen.py only"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

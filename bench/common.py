@@ -36,6 +36,9 @@ class Params:
     only: frozenset[int] = frozenset()  # the figures to measure (empty: all)
     # Figure 4 without the runs that open every tenant database again (one new migration, --verify).
     light_migrations: bool = False
+    # Figure 1's load: (client, connections), the client "loadgen" or "wrk".
+    clients: tuple[tuple[str, int], ...] = (("loadgen", 16), ("loadgen", 1), ("wrk", 16), ("wrk", 1))
+    callgrind: bool = True  # figure 1 counts instructions per request when valgrind is installed (not quick)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Params:
@@ -55,6 +58,8 @@ class Params:
             broker=args.broker,
             only=frozenset(_counts(args.only)),
             light_migrations=bool(args.light_migrations),
+            clients=_clients(getattr(args, "clients", None) or "loadgen:16,loadgen:1,wrk:16,wrk:1"),
+            callgrind=not quick and not getattr(args, "no_callgrind", False),
         )
         if params.few < 1 or params.tenants <= params.few:
             raise BenchError(f"--tenants ({params.tenants}) must be above --few ({params.few}), which is at least 1")
@@ -75,6 +80,17 @@ def _counts(value: str) -> tuple[int, ...]:
     if any(c < 1 for c in counts):
         raise BenchError(f"numbers must be at least 1: {value!r}")
     return counts
+
+
+def _clients(value: str) -> tuple[tuple[str, int], ...]:
+    """`"loadgen:16,wrk:1"` → (("loadgen", 16), ("wrk", 1)); a one-line error for anything else."""
+    clients = []
+    for item in value.split(","):
+        name, _, count = item.strip().partition(":")
+        if name not in ("loadgen", "wrk") or not count.isdigit() or int(count) < 1:
+            raise BenchError(f"--clients takes loadgen:N or wrk:N items, not {item.strip()!r}")
+        clients.append((name, int(count)))
+    return tuple(clients)
 
 
 def log(message: str) -> None:

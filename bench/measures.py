@@ -7,17 +7,23 @@ per request; throughput, worker CPU per request and latency percentiles come fro
 from __future__ import annotations
 
 import json
+import os
+import random
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import BASE_DIR, GUNICORN_THREADS, GUNICORN_WORKERS, PLAIN_PATH, ROWS, BenchError, log, timed
 from bench.server import Run, die_with_parent, http_get, server_log_tail
 from bench.system import ConnectionSampler, child_pids, cpu_seconds, rss_mib
+from bench.wrk import wrk_path, wrk_run
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -38,6 +44,9 @@ class LoadResult:
     elapsed: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     rounds: list[float] = field(default_factory=list)  # throughput of each round
+    cpu_rounds: list[float] = field(default_factory=list)  # worker CPU ms per request of each round
+    p50_rounds: list[float] = field(default_factory=list)
+    p99_rounds: list[float] = field(default_factory=list)
     worker_cpu: float = 0.0  # seconds of CPU used by the gunicorn workers
     db_cpu: float | None = 0.0  # seconds of CPU used by MariaDB (None: not on this machine)
     logins: int = 0  # connections the database server accepted (any client)
@@ -45,8 +54,16 @@ class LoadResult:
     def add(self, raw: dict[str, Any]) -> None:
         self.requests += raw["requests"]
         self.elapsed += raw["elapsed"]
-        self.latencies_ms.extend(raw["latencies_ms"])
+        latencies = raw.get("latencies_ms")
+        if latencies is not None:  # the Python load generator: every latency
+            self.latencies_ms.extend(latencies)
+            self.p50_rounds.append(percentile(latencies, 50))
+            self.p99_rounds.append(percentile(latencies, 99))
+        else:  # wrk: its percentiles
+            self.p50_rounds.append(raw["p50"])
+            self.p99_rounds.append(raw["p99"])
         self.rounds.append(raw["requests"] / raw["elapsed"] if raw["elapsed"] else 0.0)
+        self.cpu_rounds.append(raw["worker_cpu"] * 1000 / raw["requests"])
         self.worker_cpu += raw["worker_cpu"]
         self.db_cpu = None if self.db_cpu is None or raw["db_cpu"] is None else self.db_cpu + raw["db_cpu"]
         self.logins += raw["logins"]
@@ -60,11 +77,12 @@ class LoadResult:
 
     @property
     def p50(self) -> float:
-        return percentile(self.latencies_ms, 50)
+        """Over every request of every round; with wrk (no single latencies), the median of the rounds'."""
+        return percentile(self.latencies_ms, 50) if self.latencies_ms else statistics.median(self.p50_rounds)
 
     @property
     def p99(self) -> float:
-        return percentile(self.latencies_ms, 99)
+        return percentile(self.latencies_ms, 99) if self.latencies_ms else statistics.median(self.p99_rounds)
 
     def row(self) -> list[str]:
         per_round = ", ".join(f"{r:.0f}" for r in self.rounds)
@@ -76,6 +94,7 @@ class LoadResult:
             f"{self.p50:.2f}",
             f"{self.p99:.2f}",
             self.per_request_ms(self.worker_cpu),
+            ", ".join(f"{c:.3f}" for c in self.cpu_rounds),
             self.per_request_ms(self.db_cpu),
             f"{self.logins / self.requests:.2f}" if self.requests else "-",
         ]
@@ -93,36 +112,49 @@ def load(
     max_requests: int = 10_000_000,
     seed: int = 0,
     headers: dict[str, str] | None = None,
+    concurrency: int | None = None,
+    client: str = "loadgen",
 ) -> dict[str, Any]:
-    """Drive `paths` from the load generator's own process; add the server side's CPU and logins."""
+    """Drive `paths` from the load generator's own process (`client`: "loadgen", or "wrk" for one
+    path); add the server side's CPU and logins."""
     assert run.server is not None
     workers = child_pids(run.server.pid)
     db_pid = run.admin.local_pid()
     worker_cpu = sum(cpu_seconds(pid) for pid in workers)
     db_cpu = cpu_seconds(db_pid) if db_pid else None
     logins = run.admin.logins()
-    spec = {
-        "host": "127.0.0.1",
-        "port": run.port,
-        "paths": paths,
-        "concurrency": run.params.concurrency,
-        "duration": duration,
-        "max_requests": max_requests,
-        "seed": seed,
-        "headers": headers or {},
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen"],
-        input=json.dumps(spec).encode(),
-        capture_output=True,
-        cwd=BASE_DIR,
-        timeout=duration + 300,
-        check=False,
-        preexec_fn=die_with_parent,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"load generator failed: {done.stderr.decode(errors='replace')[-2000:]}")
-    raw: dict[str, Any] = json.loads(done.stdout)
+    connections = concurrency or run.params.concurrency
+    if client == "wrk":
+        (path,) = paths
+        try:
+            raw: dict[str, Any] = wrk_run(
+                port=run.port, path=path, connections=connections, duration=duration, headers=headers or {}
+            )
+        except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+            raise BenchError(f"wrk failed: {exc}") from exc
+    else:
+        spec = {
+            "host": "127.0.0.1",
+            "port": run.port,
+            "paths": paths,
+            "concurrency": connections,
+            "duration": duration,
+            "max_requests": max_requests,
+            "seed": seed,
+            "headers": headers or {},
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.loadgen"],
+            input=json.dumps(spec).encode(),
+            capture_output=True,
+            cwd=BASE_DIR,
+            timeout=duration + 300,
+            check=False,
+            preexec_fn=die_with_parent,
+        )
+        if done.returncode != 0:
+            raise BenchError(f"load generator failed: {done.stderr.decode(errors='replace')[-2000:]}")
+        raw = json.loads(done.stdout)
     raw["logins"] = run.admin.logins() - logins - 1  # minus the admin connection that read the counter
     raw["worker_cpu"] = sum(cpu_seconds(pid) for pid in workers) - worker_cpu
     raw["db_cpu"] = cpu_seconds(db_pid) - db_cpu if db_pid and db_cpu is not None else None
@@ -153,8 +185,8 @@ def bodies_check(run: Run, paths: list[str]) -> None:
 def load_table(results: list[LoadResult]) -> list[str]:
     return [
         "| variant | requests | req/s | req/s per round | p50 ms | p99 ms | worker CPU ms/req "
-        "| MariaDB CPU ms/req | server logins/req |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| per round | MariaDB CPU ms/req | server logins/req |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *("| " + " | ".join(r.row()) + " |" for r in results),
     ]
 
@@ -169,70 +201,134 @@ def workers_rss(run: Run) -> list[float]:
 
 
 def overhead_measure(run: Run) -> None:
-    """Figure 1: one tenant's list against the plain view, alternating in each round."""
+    """Figure 1: one tenant's list, with and without its API key, against the plain view.
+
+    For each client (the Python load generator, wrk) and number of connections (`--clients`), the three
+    variants alternate within each round (order reversed every other round); a figure is the median
+    over the rounds of the per-round ratio, so that a slow moment of the machine hits both sides.
+    """
     p = run.params
     tenant = [tenant_path(run.tenants[0])]
-    plain = LoadResult("plain view, no tenancy")
-    routed = LoadResult(f"tenant-routed ({tenant[0]})")
-    keyed = LoadResult("tenant-routed, with the tenant's API key")
     key_header = {"Authorization": f"Bearer {_api_key(run.tenants[0])}"}
-    variants: list[tuple[LoadResult, list[str], dict[str, str]]] = [
-        (plain, [PLAIN_PATH], {}),
-        (routed, tenant, {}),
-        (keyed, tenant, key_header),
+    wanted = p.clients
+    kept = [(client, conns) for client, conns in wanted if client != "wrk" or wrk_path()]
+    blocks: list[tuple[str, int, list[tuple[LoadResult, list[str], dict[str, str]]]]] = [
+        (
+            client,
+            conns,
+            [
+                (LoadResult("plain view, no tenancy"), [PLAIN_PATH], {}),
+                (LoadResult(f"tenant-routed ({tenant[0]})"), tenant, {}),
+                (LoadResult("tenant-routed, the tenant's API key"), tenant, key_header),
+            ],
+        )
+        for client, conns in kept
     ]
     for r in range(p.rounds):
-        for result, paths, headers in variants if r % 2 == 0 else reversed(variants):
-            load(run, paths, duration=p.warmup, seed=r, headers=headers)
-            result.add(load(run, paths, duration=p.duration, seed=r, headers=headers))
-            log(f"round {r + 1}: {result.label}: {result.rounds[-1]:.0f} req/s")
-    ratio = routed.throughput / plain.throughput
-    keyed_ratio = keyed.throughput / plain.throughput
-    cpu_ratio = (plain.worker_cpu / plain.requests) / (routed.worker_cpu / routed.requests)
-    run.report.figure(
-        "1. tenant-routed / plain throughput",
-        f"{ratio:.2f} ({routed.throughput:.0f} vs {plain.throughput:.0f} req/s; "
-        f"p50 {routed.p50:.2f} vs {plain.p50:.2f} ms)",
-        ">= 0.90",
-        ratio >= 0.9,
-    )
-    run.report.figure(
-        "1. keyed tenant-routed / plain throughput",
-        f"{keyed_ratio:.2f} ({keyed.throughput:.0f} vs {plain.throughput:.0f} req/s; "
-        f"p50 {keyed.p50:.2f} vs {plain.p50:.2f} ms)",
-        ">= 0.90",
-        keyed_ratio >= 0.9,
-    )
-    run.report.figure(
-        "1. tenant-routed / keyed worker CPU per request",
-        f"{(routed.worker_cpu / routed.requests) / (keyed.worker_cpu / keyed.requests):.2f} "
-        f"({keyed.per_request_ms(keyed.worker_cpu)} vs {routed.per_request_ms(routed.worker_cpu)} ms: "
-        "what the key check adds, without the noise)",
-    )
-    run.report.figure(
-        "1. plain / tenant-routed worker CPU per request",
-        f"{cpu_ratio:.2f} ({routed.per_request_ms(routed.worker_cpu)} vs {plain.per_request_ms(plain.worker_cpu)} ms; "
-        "the throughput ratio on a CPU-bound server, without the noise)",
-    )
-    run.report.section(
-        "1. Request overhead",
-        [
-            "`GET /{tenant}/test/v1/animals` (10 rows) for one tenant against the plain view serving the same rows "
-            "from the master database, same server, same run.",
-            "",
-            *load_table([plain, routed, keyed]),
-            "",
-            f"Tenant-routed throughput is **{ratio:.2f}** of the plain view's; p50 {routed.p50 - plain.p50:+.2f} ms, "
-            f"p99 {routed.p99 - plain.p99:+.2f} ms. In CPU of the gunicorn workers, which other load on the machine "
-            f"does not inflate, a tenant-routed request costs {routed.per_request_ms(routed.worker_cpu)} ms against "
-            f"{plain.per_request_ms(plain.worker_cpu)} ms: the tenant middleware (cached tenant, subscription check, "
-            "context, connection bound) and the module mount in the URLs.",
-            "",
-            f"With the tenant's API key (`Authorization: Bearer m3s_…`: the cached key, its SHA-256, the rate "
-            f"limit counter) throughput is **{keyed_ratio:.2f}** of the plain view's and a request costs "
-            f"{keyed.per_request_ms(keyed.worker_cpu)} ms of worker CPU.",
-        ],
-    )
+        for client, conns, variants in blocks:
+            for result, paths, headers in variants if r % 2 == 0 else reversed(variants):
+                kwargs = {"seed": r, "headers": headers, "concurrency": conns, "client": client}
+                load(run, paths, duration=p.warmup, **kwargs)  # type: ignore[arg-type]
+                result.add(load(run, paths, duration=p.duration, **kwargs))  # type: ignore[arg-type]
+                log(
+                    f"round {r + 1}: {client} x{conns}: {result.label}: {result.rounds[-1]:.0f} req/s, "
+                    f"{result.cpu_rounds[-1]:.3f} ms CPU/req, p99 {result.p99_rounds[-1]:.2f} ms"
+                )
+
+    def median_ratio(a: list[float], b: list[float]) -> float:
+        return statistics.median(x / y for x, y in zip(a, b, strict=True) if y)
+
+    lines = [
+        "`GET /{tenant}/test/v1/animals` (10 rows) for one tenant, without and with the tenant's API key "
+        "(`Authorization: Bearer m3s_…`: the cached key, its SHA-256, the rate limit counters), against the plain "
+        "view serving the same rows from the master database; same server, same run, variants alternating in "
+        f"each round. Clients: {', '.join(f'{c} with {n} connection(s)' for c, n in kept)}"
+        + ("" if len(kept) == len(wanted) else " (wrk is not installed: `make bench` installs it as root)")
+        + ". *CPU ratio* and *req/s ratio* are "
+        "plain / tenant-routed, the median over the rounds of each round's ratio; *p99 ratio* is tenant-routed / "
+        "plain, the same way.",
+        "",
+    ]
+    for client, conns, variants in blocks:
+        plain, routed, keyed = (result for result, _, _ in variants)
+        name = f"{client}, {conns} connection{'s' if conns > 1 else ''}"
+        lines += [f"**{name}**", "", *load_table([plain, routed, keyed]), ""]
+        lines += ["| compared with the plain view | CPU ratio | req/s ratio | p99 ratio |", "| --- | --- | --- | --- |"]
+        for other in (routed, keyed):
+            cpu = median_ratio(plain.cpu_rounds, other.cpu_rounds)
+            rps = median_ratio(other.rounds, plain.rounds)
+            p99 = median_ratio(other.p99_rounds, plain.p99_rounds)
+            lines.append(f"| {other.label} | {cpu:.3f} | {rps:.3f} | {p99:.2f} |")
+            keyed_label = " with the API key" if other is keyed else ""
+            run.report.figure(
+                f"1. plain / tenant-routed{keyed_label} worker CPU per request, {name}",
+                f"{cpu:.3f} ({other.per_request_ms(other.worker_cpu)} vs {plain.per_request_ms(plain.worker_cpu)} ms); "
+                f"req/s {rps:.3f} ({statistics.median(other.rounds):.0f} vs {statistics.median(plain.rounds):.0f})",
+                ">= 0.95",
+                cpu >= 0.95,
+            )
+            if conns >= 16:
+                run.report.figure(
+                    f"1. p99 tenant-routed{keyed_label} / plain, {name}",
+                    f"{p99:.2f} ({statistics.median(other.p99_rounds):.2f} vs "
+                    f"{statistics.median(plain.p99_rounds):.2f} ms)",
+                    "<= 1.2",
+                    p99 <= 1.2,
+                )
+        lines.append("")
+    if p.callgrind:
+        lines += _instructions_measure(run)
+    lines += [
+        "Worker CPU per request is what the gunicorn workers used (`/proc`), divided by the requests served: the "
+        "steadiest figure on a shared machine, as other processes slow the requests down but do not add to it. "
+        "Req/s and latency include the client and MariaDB on the same 2 CPUs and whatever else runs there.",
+    ]
+    run.report.section("1. Request overhead", lines)
+
+
+def _instructions_measure(run: Run) -> list[str]:
+    """Instructions per request of each variant under callgrind (`bench/profile.py --callgrind`):
+    the one figure other load on the machine cannot move. Skipped without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None or not shutil.which("cc"):
+        return ["Instructions per request were not counted: valgrind (and a C compiler) are not installed.", ""]
+    requests, blocks = (50, 1) if run.params.quick else (300, 3)
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
+        done = subprocess.run(
+            [valgrind, "--tool=callgrind", "--instr-atstart=no", sys.executable, "-m", "bench.profile",
+             "--callgrind", f"--requests={requests}", f"--blocks={blocks}"],
+            cwd=tmp,
+            env={**os.environ, "PYTHONPATH": str(BASE_DIR)},
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+            preexec_fn=die_with_parent,
+        )  # fmt: skip
+    found = [line for line in done.stdout.splitlines() if line.startswith("PROFILEJSON ")]
+    if done.returncode != 0 or not found:
+        log(f"callgrind count failed (exit {done.returncode}): {done.stderr[-500:]}")
+        return [f"Instructions per request: the callgrind run failed (exit {done.returncode}).", ""]
+    per = {name: statistics.median(values) for name, values in json.loads(found[0][12:])["blocks"].items()}
+    lines = [
+        f"**Instructions per request** (callgrind, in one process through Django's WSGI handler as gunicorn calls it, "
+        f"{blocks} alternating block(s) of {requests} warm requests per variant, median; `bench/profile.py`):",
+        "",
+        "| variant | instructions per request | plain / this |",
+        "| --- | --- | --- |",
+    ]
+    labels = {"plain": "plain view", "tenant": "tenant-routed", "keyed": "tenant-routed, the tenant's API key"}
+    for name, label in labels.items():
+        lines.append(f"| {label} | {per[name]:,.0f} | {per['plain'] / per[name]:.3f} |")
+        if name != "plain":
+            run.report.figure(
+                f"1. plain / {label} instructions per request (callgrind)",
+                f"{per['plain'] / per[name]:.3f} ({per[name]:,.0f} vs {per['plain']:,.0f})",
+                ">= 0.95",
+                per["plain"] / per[name] >= 0.95,
+            )
+    log(f"instructions per request: {per}")
+    return [*lines, ""]
 
 
 def _api_key(tenant: Any) -> str:
@@ -255,8 +351,10 @@ def scale_measure(run: Run) -> None:
     connections.close_all()  # this process's own master connection must not count
     few_paths = [tenant_path(t) for t in run.tenants[: p.few]]
     many_paths = [tenant_path(t) for t in run.tenants]
+    zipf_paths = zipf_sample(many_paths, s=ZIPF_S, count=max(20 * len(many_paths), 2000), seed=7)
     few = LoadResult(f"{p.few} tenants")
     many = LoadResult(f"{len(many_paths)} tenants")
+    zipf = LoadResult(f"{len(many_paths)} tenants, Zipf s={ZIPF_S}")
     # Per block: samples, peak tenant connections, samples above the bound, peak master connections.
     blocks: dict[str, list[int]] = {}
     rss: dict[str, list[float]] = {}
@@ -264,11 +362,11 @@ def scale_measure(run: Run) -> None:
     bodies_check(run, few_paths[:3] + many_paths[-3:])
     sampler = ConnectionSampler(run.admin, tenant_user_prefix=run.prefix, master_database=run.master, bound=bound)
     with sampler:
-        variants = [(few, few_paths), (many, many_paths)]
+        variants = [(few, few_paths, few_paths), (many, many_paths, many_paths), (zipf, zipf_paths, many_paths)]
         for r in range(p.rounds):
-            for result, paths in variants if r % 2 == 0 else reversed(variants):
+            for result, paths, warm in variants if r % 2 == 0 else reversed(variants):
                 # Warm-up: every tenant at least a few times, so both workers have resolved each of them.
-                load(run, paths, duration=max(p.warmup, 30.0), max_requests=max(4 * len(paths), 200), seed=100 + r)
+                load(run, warm, duration=max(p.warmup, 30.0), max_requests=max(4 * len(warm), 200), seed=100 + r)
                 sampler.reset()
                 result.add(load(run, paths, duration=p.duration, seed=r))
                 tenant_peak, master_peak = sampler.peak_tenant, sampler.peak_master
@@ -287,6 +385,9 @@ def scale_measure(run: Run) -> None:
                 )
     ratio = many.p50 / few.p50
     cpu_ratio = (many.worker_cpu / many.requests) / (few.worker_cpu / few.requests)
+    zipf_ratio = zipf.p50 / few.p50
+    zipf_cpu_ratio = (zipf.worker_cpu / zipf.requests) / (few.worker_cpu / few.requests)
+    zipf_share = zipf_top_share(zipf_paths, top=p.few)
     before, after = rss[few.label], rss[many.label]
     growth = statistics.mean(a - b for a, b in zip(after, before, strict=True))
     growth_per_1000 = growth * 1000 / (len(many_paths) - p.few)
@@ -304,6 +405,11 @@ def scale_measure(run: Run) -> None:
         f"2. worker CPU per request with {len(many_paths)} tenants / with {p.few}",
         f"{cpu_ratio:.2f} ({many.per_request_ms(many.worker_cpu)} vs {few.per_request_ms(few.worker_cpu)} ms; "
         "steadier than p50 on a shared machine)",
+    )
+    run.report.figure(
+        f"2. p50 with {len(many_paths)} tenants, Zipf s={ZIPF_S} / {p.few} tenants",
+        f"{zipf_ratio:.2f} ({zipf.p50:.2f} vs {few.p50:.2f} ms; worker CPU per request {zipf_cpu_ratio:.2f}, "
+        f"{zipf.per_request_ms(zipf.worker_cpu)} vs {few.per_request_ms(few.worker_cpu)} ms)",
     )
     run.report.figure(
         "2. worker memory growth per 1,000 tenants",
@@ -324,7 +430,13 @@ def scale_measure(run: Run) -> None:
             "(each client connection walks its own shuffled cycle of the tenants), after a warm-up that requested "
             "every tenant at least four times.",
             "",
-            *load_table([few, many]),
+            *load_table([few, many, zipf]),
+            "",
+            f"The Zipf mix: {len(zipf_paths)} requests drawn with probability proportional to 1/rank^{ZIPF_S} over the "
+            f"{len(many_paths)} tenants (the {p.few} busiest get {zipf_share:.0%} of them, "
+            f"{len(set(zipf_paths))} tenants appear), each client connection walking its own shuffled cycle of them. "
+            f"Its p50 is **{zipf_ratio:.2f}** of the {p.few}-tenant p50 and its worker CPU per request "
+            f"**{zipf_cpu_ratio:.2f}**; {zipf.logins / zipf.requests:.2f} logins per request.",
             "",
             f"p50 with {len(many_paths)} tenants is **{ratio:.2f}** of p50 with {p.few}, and the workers' CPU per "
             f"request **{cpu_ratio:.2f}** of it. Under a saturating closed loop on a shared 2-CPU machine, p50 follows "
@@ -356,6 +468,21 @@ def scale_measure(run: Run) -> None:
             "master connection per thread, whatever the number of tenants served.",
         ],
     )
+
+
+ZIPF_S = 1.1
+
+
+def zipf_sample(paths: list[str], *, s: float, count: int, seed: int) -> list[str]:
+    """`count` paths drawn from `paths` with probability proportional to 1/rank^s (the first is rank 1)."""
+    weights = [1 / (rank**s) for rank in range(1, len(paths) + 1)]
+    return random.Random(seed).choices(paths, weights=weights, k=count)
+
+
+def zipf_top_share(sample: list[str], *, top: int) -> float:
+    """The share of `sample` that its `top` most frequent paths take."""
+    counts = sorted(Counter(sample).values(), reverse=True)
+    return sum(counts[:top]) / len(sample) if sample else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,6 +654,14 @@ def tenants_create(run: Run) -> None:
 
     if light:  # one run opens every database: the first, which also creates the module's table
         subscribe()
+    if not run.params.measures(4):
+        # Without figure 4 (`--only`): the tenants subscribed and migrated once, none of its timed runs.
+        if not light:
+            subscribe()
+        with timed(f"{n} tenant databases and users created and migrated (tenants_migrate_all)"):
+            migrate_all("first migration")
+        run.tenants = [info for info in tenant_info_list() if info.name.startswith(run.prefix)]
+        return
     with timed(f"{n} tenant databases and users created and migrated (tenants_migrate_all)") as creating:
         _, created = migrate_all("first migration")
     bookkeeping_applied = sorted({name for r in created for name in r.applied})

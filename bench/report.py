@@ -52,8 +52,8 @@ class Report:
             f"- **Server**: gunicorn {self.settings.get('gunicorn', '?')}, `m3saas.wsgi:application`, gthread, "
             f"{GUNICORN_WORKERS} workers x {GUNICORN_THREADS} threads, DEBUG off, per-process memory cache",
             f"- **Load**: `bench/loadgen.py` in its own process: {p.concurrency} keep-alive HTTP/1.1 connections "
-            f"(reopened every 100 requests), closed loop, {p.rounds} round(s) of {p.duration:g} s per variant after "
-            f"{p.warmup:g} s of warm-up, variants alternating within a round",
+            f"(reopened every 100 requests; figure 1: 16 and 1, and `wrk` as well), closed loop, {p.rounds} round(s) "
+            f"of {p.duration:g} s per variant after {p.warmup:g} s of warm-up, variants alternating within a round",
             "- **Settings**: "
             + ", ".join(f"`{k}={v}`" for k, v in self.settings.items() if k.startswith(("TENANT_", "AUTO_"))),
             "",
@@ -115,6 +115,11 @@ NOTES = """
   closes before it opens), and the table counts the samples above the bound.
 - Statements per request are counted in-process with Django's test client and
   `CaptureQueriesContext` on the master and the tenant connections (the same code as under gunicorn).
+- Figure 1 also drives the routes with `wrk` (installed by `make bench` as root: `bench-deps`),
+  whose client costs far less CPU than the Python load generator, at 16 and at 1 connection, and
+  counts instructions per request under callgrind (`bench/profile.py --callgrind`, when valgrind
+  and a C compiler are installed): in one process, so without gunicorn's own work, but the same
+  on a loaded machine as on a quiet one.
 - *worker CPU ms/req* is the CPU time (user + system, `/proc`) the gunicorn workers used during the
   measurement, divided by the requests: other load on the machine barely moves it, so it is the
   steadiest figure here. *MariaDB CPU ms/req* and *server logins/req* (`SHOW GLOBAL STATUS LIKE
@@ -142,6 +147,9 @@ Profiled with cProfile and wall-clock instrumentation of the request path in-pro
   about 3 KiB each) instead of dropped, so reconnecting skips Django's per-wrapper server query
   (`SELECT VERSION(), @@sql_mode, …`); this is most of the worker memory growth per 1,000 tenants.
 - `module_names()` is cached like the other module registries.
+- Issue 16 (hand-written section *Where the tenant route's CPU goes* of docs/performance.md): one
+  master-generation read per request instead of one per cached read, one registration of the
+  tenant's alias per request, the version segment parsed once.
 
 ## What limits the figures
 
@@ -154,12 +162,28 @@ Profiled with cProfile and wall-clock instrumentation of the request path in-pro
   about 20 % cheaper, so a pool of switchable connections would not close the gap. Raising
   `TENANT_MAX_OPEN_CONNECTIONS` helps only while a thread's share of the tenants fits in it. With the
   database on the same machine, a login over the Unix socket (config host `localhost`) measured about
-  25 % cheaper than over TCP with the raw client (not measured through the whole stack).
+  25 % cheaper than over TCP with the raw client; through Django (`python -m bench.profile --logins`:
+  connect, `init_command`, session set-up, close; 6 alternating blocks of 100, load average 13-20)
+  18 % less wall time (9.0 against 11.1 ms on that loaded machine) and 21 % less client CPU (0.33
+  against 0.43 ms). That is a setting of the installation (the config's host), not code.
+- **A process-wide pool of idle tenant connections** (issue 16's idea) was simulated before it was
+  built, with the benchmark's own request mixes and bounds (2 workers x 4 threads, 4 connections a
+  thread, least recently used closed first) against one pool of 16 per worker that any thread may
+  take from: the share of requests finding their tenant's connection open goes from 0.40 to 1.00
+  over 10 tenants, from 0.004 to 0.016 over 1,000 uniform, and from 0.16 to 0.39 for the Zipf mix.
+  Uniform over 1,000 tenants, almost every request still logs in; over 10 the pool removes the
+  logins that remain, so the figure-2 ratio (1,000 against 10) would grow, not shrink. It would
+  help a skewed mix (about a quarter fewer logins); it was not built in this change (the isolation
+  tests it needs, and its measurement under gunicorn, did not fit).
   Ways to go further, none of them done here: put requests for the same tenant on the same worker
   (a tenant-aware load balancer), or give up per-tenant database users for one shared user with
   `USE <tenant>` (cheaper, but one SQL injection away from every tenant's data).
-- **Request overhead (figure 1)**: what is left is Python work of the tenant middleware and the module
-  URL mount, about a tenth of a request's CPU; it does not grow with the number of tenants.
+- **Request overhead (figure 1)**: what is left is about 9 % of a request's instructions (callgrind):
+  the checks each request must make (the master generation and the rate limit counter, each a
+  round trip to the cache, the API key's SHA-256), the module URL mount (one `include` level more
+  than the plain route) and Django's per-alias connection look-ups; it does not grow with the
+  number of tenants. With `REDIS_URL` the rate limit counter is a network round trip (wall time, not
+  CPU of the worker).
 - The load generator, gunicorn and MariaDB share the same CPUs, and other processes on the machine
   add noise; compare the figures of one run with each other, not across machines.
 """

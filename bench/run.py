@@ -89,6 +89,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="figure 4 without the two all-tenants runs that open every tenant database again (one new "
         "migration each, --verify): for 10,000 tenants, where each takes minutes",
     )
+    parser.add_argument(
+        "--clients",
+        help="figure 1's load generators and connections (default loadgen:16,loadgen:1,wrk:16,wrk:1; "
+        "wrk items are skipped when wrk is not installed)",
+    )
+    parser.add_argument("--no-callgrind", action="store_true", help="figure 1 without the instruction counts")
     parser.add_argument("--sweep", action="store_true", help="only drop what killed benchmark runs left, then exit")
     parser.add_argument("--db-host", default=os.environ.get("BENCH_DB_HOST", "127.0.0.1"))
     parser.add_argument("--db-port", type=int, default=int(os.environ.get("BENCH_DB_PORT", "3306")))

@@ -7,6 +7,9 @@ left is what tenancy adds: the module mount and the tenant middleware.
 
 from __future__ import annotations
 
+import gc
+import os
+
 from django.urls import URLPattern, URLResolver, include, path
 
 from bench.views import PlainAnimalListView
@@ -44,3 +47,11 @@ def _urlpatterns() -> list[URLPattern | URLResolver]:
 
 
 urlpatterns = _urlpatterns()
+
+# Figure 1's tail experiments (issue 16): `BENCH_GC=freeze` moves what the worker loaded so far out
+# of the collector's reach (`gc.freeze()`), `BENCH_GC=off` disables the collector; the URLconf is
+# imported in each worker once Django's apps are loaded.
+if os.environ.get("BENCH_GC") == "freeze":
+    gc.freeze()
+elif os.environ.get("BENCH_GC") == "off":
+    gc.disable()

@@ -25,6 +25,7 @@ from m3saas.access import (
 )
 from m3saas.api import error_response
 from m3saas.exceptions import ApplicationError
+from m3saas.tenancy.cache import master_cache_request
 from m3saas.tenancy.connections import (
     tenant_connection_make_room,
     tenant_connection_register,
@@ -52,7 +53,8 @@ class TenantMiddleware:
             return self.get_response(request)
         status_code = 500  # what ApiErrorMiddleware answers for an exception from below
         try:
-            response = self._serve(request, match)
+            with master_cache_request():  # the master generation is read once for the request
+                response = self._serve(request, match)
             status_code = response.status_code
             return response
         finally:
@@ -89,7 +91,7 @@ class TenantMiddleware:
         # Close first, so that this request's own connection never takes the thread past the bound.
         tenant_connection_make_room(tenant.alias)
         try:
-            with use_tenant(tenant):
+            with use_tenant(tenant, registered=True):
                 try:
                     tenant_owner_verify(tenant)  # once per process and tenant
                 except ApplicationError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -57,6 +58,39 @@ def test_load_generator_counts_every_non_200_as_an_error(http_server):
     assert "HTTP 404" in result["first_error"]
 
 
+def test_a_zipf_mix_favours_the_first_tenants_and_is_the_same_for_a_seed():
+    from bench.measures import zipf_sample, zipf_top_share
+
+    paths = [f"/{i}/test/v1/animals" for i in range(1, 1001)]
+    sample = zipf_sample(paths, s=1.1, count=20_000, seed=7)
+    assert sample == zipf_sample(paths, s=1.1, count=20_000, seed=7)
+    assert sample.count(paths[0]) > sample.count(paths[1]) > sample.count(paths[99])
+    assert 0.4 < zipf_top_share(sample, top=10) < 0.7
+    assert zipf_top_share(paths, top=10) == pytest.approx(0.01)
+
+
+def test_figure_1_clients_are_parsed_and_refused_in_one_line():
+    from bench.common import BenchError, _clients
+
+    assert _clients("loadgen:16, wrk:1") == (("loadgen", 16), ("wrk", 1))
+    for bad in ("ab:16", "wrk", "wrk:0", "loadgen:x"):
+        with pytest.raises(BenchError, match="--clients"):
+            _clients(bad)
+
+
+@pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed (make bench-deps)")
+def test_wrk_reports_requests_percentiles_and_errors(http_server):
+    from bench.wrk import wrk_run
+
+    ok = wrk_run(port=http_server, path="/ok", connections=2, duration=1, headers={"X-Test": "1"})
+    assert ok["requests"] > 0
+    assert ok["errors"] == 0
+    assert 0 < ok["p50"] <= ok["p99"] <= ok["max"]
+    missing = wrk_run(port=http_server, path="/missing", connections=1, duration=1, headers={})
+    assert missing["errors"] == missing["requests"] > 0
+    assert "/missing" in missing["first_error"]
+
+
 @pytest.mark.mariadb
 def test_quick_benchmark_runs_end_to_end_and_drops_what_it_created(tmp_path):
     import MySQLdb
@@ -98,6 +132,11 @@ def test_quick_benchmark_runs_end_to_end_and_drops_what_it_created(tmp_path):
         "## 6. Migrating many tenants on Celery workers",
     ):
         assert title in report
+    # Figure 1 at 16 and 1 connections (and with wrk when installed), figure 2 with a Zipf mix.
+    assert "**loadgen, 16 connections**" in report and "**loadgen, 1 connection**" in report
+    assert ("**wrk, 16 connections**" in report) == bool(shutil.which("wrk"))
+    assert "| 1. p99 tenant-routed / plain, loadgen, 16 connections |" in report
+    assert "Zipf s=1.1" in report
     prefix = re.search(r"run (m3bench[0-9a-f]{6}):", done.stdout)
     assert prefix is not None, done.stdout[-2000:]
     if "figure 6 skipped" not in done.stdout:  # the broker answered: both worker counts were timed

@@ -24,7 +24,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -45,6 +46,9 @@ _seen: tuple[float, str] = (0.0, "")
 _down_since: float | None = None
 _retry_at = 0.0
 _RETRY_SECONDS = 1.0
+# Inside `master_cache_request`: the generation this request read first ("" until then), so that a
+# request asks the cache for it once, not once per cached read (a locmem get costs about 5 µs).
+_request_generation: ContextVar[list[str] | None] = ContextVar("m3saas_request_generation", default=None)
 
 
 class _CacheDown(Exception):
@@ -66,7 +70,31 @@ def _ask(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise _CacheDown from exc
 
 
+@contextlib.contextmanager
+def master_cache_request() -> Iterator[None]:
+    """One request's cached master reads: the generation is read from the cache once for all of them.
+
+    An invalidation made inside the block is seen by the next read (`master_cache_invalidate`
+    forgets the request's generation); one made elsewhere meanwhile is seen by the next request,
+    as with `TENANT_CACHE_GENERATION_CHECK_MS`.
+    """
+    token = _request_generation.set([""])
+    try:
+        yield
+    finally:
+        _request_generation.reset(token)
+
+
 def _generation() -> str:
+    memo = _request_generation.get()
+    if memo is None:
+        return _generation_read()
+    if not memo[0]:
+        memo[0] = _generation_read()
+    return memo[0]
+
+
+def _generation_read() -> str:
     global _seen, _down_since
     now = time.monotonic()
     seen_at, seen = _seen
@@ -136,6 +164,9 @@ def master_cached(key: str, compute: Callable[[], T]) -> T:
 def _generation_renew() -> None:
     """Start a new generation; a cache that does not answer is left to `_generation` to renew later."""
     global _seen
+    memo = _request_generation.get()
+    if memo is not None:
+        memo[0] = ""
     generation = uuid.uuid4().hex
     try:
         _ask(cache.set, _GENERATION_KEY, generation, timeout=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from typing import Any, cast
@@ -194,14 +195,15 @@ def tenant_connection_register(tenant: TenantInfo) -> str:
     current = connections.settings.get(alias)
     if current is not None and not current.get(TENANT_MARK):
         raise ValueError(f"alias {alias!r} is a configured database, not a tenant")
-    if current is not None and current.get(_SIGNATURE) == _signature(tenant):
+    signature = _signature(tenant)
+    if current is not None and current.get(_SIGNATURE) == signature:
         if _DEFERRED in current:  # registered in bulk: an unreadable password is an error here, as below
             _entry_complete(current)
         return alias
     wanted = tenant_database_settings(
         name=tenant.name, user=tenant.user, password=tenant.password, server=tenant.server
     )
-    wanted[_SIGNATURE] = _signature(tenant)
+    wanted[_SIGNATURE] = signature
     if current is not None:
         _close_in_this_thread(alias)
     connections.settings[alias] = wanted
@@ -247,9 +249,13 @@ def _signature(tenant: TenantInfo) -> str:
     """Changes with anything the entry is made of: a tenant moved to another server (or a server
     given a new address) registers again, and every thread's wrapper is replaced on its next use."""
     server = server_config(tenant.server)
-    return hashlib.sha256(
-        f"{tenant.user}\0{tenant.password}\0{server.name}\0{server.host}\0{server.port}".encode()
-    ).hexdigest()
+    return _digest(tenant.user, tenant.password, server.name, server.host, server.port)
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(user: str, password: str, server: str, host: str, port: int) -> str:
+    """Remembered, as every request compares its tenant's signature (issue 16)."""
+    return hashlib.sha256(f"{user}\0{password}\0{server}\0{host}\0{port}".encode()).hexdigest()
 
 
 def tenant_alias_server(alias: str) -> str:

@@ -29,9 +29,14 @@ def tenant_current_or_none() -> TenantInfo | None:
 
 
 @contextmanager
-def use_tenant(tenant: TenantInfo) -> Iterator[TenantInfo]:
-    """Make `tenant` current for the block and restore the previous tenant on exit."""
-    tenant_connection_register(tenant)
+def use_tenant(tenant: TenantInfo, *, registered: bool = False) -> Iterator[TenantInfo]:
+    """Make `tenant` current for the block and restore the previous tenant on exit.
+
+    `registered=True`: the caller has just registered the tenant's alias (the tenant middleware
+    does, to answer an unreadable password with a JSON 503), so it is not registered twice.
+    """
+    if not registered:
+        tenant_connection_register(tenant)
     token = _current.set(tenant)
     try:
         yield tenant

@@ -4,6 +4,7 @@ The middleware that uses them lives in the tenants app (`tenants.middleware`).""
 
 from __future__ import annotations
 
+import functools
 import re
 
 from m3saas.exceptions import (
@@ -37,7 +38,7 @@ def resolve_module_version(tenant: TenantInfo, module: str, segment: str | None)
         raise VersionNotFoundError(f"Give a version after the module: /{tenant.id}/{module}/v1/…")
     if not segment.startswith("v") or not VERSION_RE.fullmatch(segment[1:]):
         raise VersionNotFoundError(f"'{segment}' is not a version: use v1, v1.4, v1.0.1.")
-    version = Version(segment[1:])
+    version = _version(segment[1:])
     subscribed = tenant.module_major(module)
     if subscribed is None:
         raise ModuleNotSubscribedError(f"Tenant {tenant.id} is not subscribed to module '{module}'.")
@@ -46,3 +47,9 @@ def resolve_module_version(tenant: TenantInfo, module: str, segment: str | None)
     if module_version_get(module, version.major) is None:
         raise VersionNotFoundError(f"Module '{module}' has no version v{version.major}.")
     return version
+
+
+@functools.lru_cache(maxsize=256)
+def _version(text: str) -> Version:
+    """A version segment already checked against `VERSION_RE`, parsed once (every request has one)."""
+    return Version(text)

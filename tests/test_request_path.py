@@ -1,0 +1,150 @@
+"""The tenant route's fast path (issue 16): one generation read per request, one registration,
+parsed versions remembered; none of it may change what a request sees or who it reaches."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.db import connections
+from rest_framework.test import APIClient
+
+from m3saas.passwords import password_encrypt
+from m3saas.tenancy import cache as tenancy_cache
+from m3saas.tenancy import connections as tenancy_connections
+from m3saas.tenancy.cache import master_cache_invalidate, master_cache_request, master_cached
+from m3saas.tenancy.context import tenant_current, use_tenant
+from m3saas.tenancy.info import TenantInfo
+from m3saas.tenancy.paths import resolve_module_version
+
+pytestmark = pytest.mark.module_apis_public
+
+
+def _generation_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every read of the master generation from the cache, recorded."""
+    reads: list[str] = []
+    real = tenancy_cache._generation_read
+
+    def counted() -> str:
+        generation = real()
+        reads.append(generation)
+        return generation
+
+    monkeypatch.setattr(tenancy_cache, "_generation_read", counted)
+    return reads
+
+
+def test_a_request_reads_the_master_generation_once(settings, monkeypatch):
+    settings.TENANT_CACHE_TIMEOUT = 300
+    reads = _generation_reads(monkeypatch)
+    with master_cache_request():
+        assert master_cached("fast:a", lambda: "a") == "a"
+        assert master_cached("fast:b", lambda: "b") == "b"
+        assert master_cached("fast:a", lambda: "other") == "a"
+    assert len(reads) == 1
+    master_cached("fast:a", lambda: "other")
+    assert len(reads) == 2  # outside a request: every read asks, as before
+
+
+def test_a_change_made_elsewhere_is_seen_by_the_next_request(settings):
+    """Another process's invalidation (a new generation in the shared cache) reaches the next
+    request, never half of the current one."""
+    settings.TENANT_CACHE_TIMEOUT = 300
+    settings.TENANT_CACHE_GENERATION_CHECK_MS = 0
+    values = iter(["before", "after"])
+    with master_cache_request():
+        assert master_cached("fast:elsewhere", lambda: next(values)) == "before"
+        cache.set(tenancy_cache._GENERATION_KEY, "another-process-generation", timeout=None)
+        assert master_cached("fast:elsewhere", lambda: next(values)) == "before"
+    with master_cache_request():
+        assert master_cached("fast:elsewhere", lambda: next(values)) == "after"
+
+
+def test_an_invalidation_inside_a_request_is_seen_by_its_next_read(settings, monkeypatch):
+    settings.TENANT_CACHE_TIMEOUT = 300
+    reads = _generation_reads(monkeypatch)
+    values = iter(["before", "after"])
+    with master_cache_request():
+        assert master_cached("fast:changed", lambda: next(values)) == "before"
+        master_cache_invalidate()
+        assert master_cached("fast:changed", lambda: next(values)) == "after"
+    assert len(reads) == 2
+
+
+def test_requests_in_other_threads_keep_their_own_generation(settings):
+    """The memo is per request (a context variable), so a thread never sees another's."""
+    import threading
+
+    settings.TENANT_CACHE_TIMEOUT = 300
+    seen: list[list[str] | None] = []
+
+    def other() -> None:
+        seen.append(tenancy_cache._request_generation.get())
+
+    with master_cache_request():
+        master_cached("fast:thread", lambda: "x")
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert seen == [None]
+    assert tenancy_cache._request_generation.get() is None
+
+
+@pytest.mark.django_db
+def test_a_tenant_request_registers_its_alias_once(make_tenant, monkeypatch):
+    tenant = make_tenant()
+    calls: list[str] = []
+    real = tenancy_connections.tenant_connection_register
+
+    def counted(info: TenantInfo) -> str:
+        calls.append(info.alias)
+        return real(info)
+
+    monkeypatch.setattr("tenants.middleware.tenant_connection_register", counted)
+    monkeypatch.setattr("m3saas.tenancy.context.tenant_connection_register", counted)
+    assert APIClient().get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert calls == [tenant.alias]
+
+
+@pytest.mark.django_db
+def test_use_tenant_still_registers_for_every_other_caller(make_tenant):
+    tenant = make_tenant()
+    del connections.settings[tenant.alias]
+    with use_tenant(tenant):
+        assert tenant_current() == tenant
+        assert tenant.alias in connections.settings
+
+
+@pytest.mark.django_db
+def test_a_changed_password_still_replaces_the_registration(make_tenant):
+    """The registration's signature is remembered per (user, password): a new password is a new one."""
+    tenant = make_tenant()
+    tenancy_connections.tenant_connection_register(tenant)
+    before = connections.settings[tenant.alias]
+    changed = TenantInfo(
+        id=tenant.id, name=tenant.name, user=tenant.user, password=password_encrypt("changed"), modules=tenant.modules
+    )
+    tenancy_connections.tenant_connection_register(changed)
+    assert connections.settings[tenant.alias] is not before
+    tenancy_connections.tenant_connection_register(tenant)  # and back: replaced again
+    assert connections.settings[tenant.alias]["PASSWORD"] == before["PASSWORD"]
+
+
+@pytest.mark.django_db
+def test_remembered_versions_are_compared_as_before(make_tenant):
+    tenant = make_tenant()
+    for _ in range(2):
+        assert resolve_module_version(tenant, "test", "v1") == "1"
+        assert resolve_module_version(tenant, "test", "v1.0") == "1.0"
+        assert resolve_module_version(tenant, "test", "v1.4") > "1.3"
+
+
+@pytest.mark.django_db
+def test_the_next_request_after_a_subscription_change_is_refused(make_tenant):
+    """With the per-request generation, a change committed between two requests still reaches the second."""
+    from subscriptions.models import Subscription
+
+    tenant = make_tenant()
+    client = APIClient()
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    Subscription.objects.filter(tenant_id=tenant.id).delete()
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 404

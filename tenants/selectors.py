@@ -22,6 +22,7 @@ def _info(tenant: Tenant, graph: dict[str, list[tuple[str, int]]]) -> TenantInfo
         modules=tuple(modules),
         schema_state=tenant.schema_state,
         backups=BackupLimits(per_day=tenant.per_day_backups, max=tenant.max_backups),
+        moving=tenant.moving,
     )
 
 

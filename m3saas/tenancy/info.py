@@ -30,6 +30,8 @@ class TenantInfo:
     schema_state: str = "ready"
     # How many backups of the tenant database are kept per day and overall (below 1: no limit).
     backups: BackupLimits = DEFAULT_BACKUP_LIMITS
+    # A move to another server is under way (`Tenant.moving`): its writes are refused with a 503.
+    moving: bool = False
 
     @property
     def alias(self) -> str:

@@ -208,3 +208,51 @@ def tenant_client(tenant_key: Callable[..., str]) -> TenantClient:
         return client
 
     return make
+
+
+@pytest.fixture(scope="session")
+def second_mariadb() -> Iterator[Any]:
+    """A second real MariaDB server (`tests/mariadb_second.py`): the one on 127.0.0.1:3307, else
+    one started for the session and stopped at its end. Skips (fails under CI=true) without
+    `mariadbd`, and outside the MariaDB pass."""
+    from django.conf import settings
+
+    from tests.mariadb_second import missing_tools, second_server_up
+
+    if not settings.M3SAAS_CONFIG.is_mysql:
+        pytest.skip("a second database server is for the MariaDB pass")
+    if not _reachable("127.0.0.1", 3307):
+        problem = missing_tools()
+        if problem:
+            skip_or_fail(problem)
+    try:
+        server = second_server_up()
+    except (RuntimeError, OSError) as exc:
+        skip_or_fail(f"the second MariaDB could not be started: {exc}")
+    yield server
+    server.stop()
+
+
+SECOND_SERVER = "db2"
+
+
+@pytest.fixture
+def two_servers(second_mariadb: Any, settings: Any, db: None) -> Iterator[str]:
+    """The config with a second server `db2` (the second MariaDB) in `tenants.servers`; yields its name.
+
+    List it before `make_tenant` in a test's arguments: its config must outlive the tenants'
+    clean-up, which drops their databases on `db2`.
+    """
+    from dataclasses import replace
+
+    from m3saas.conf import ServerConfig
+
+    db2 = ServerConfig(
+        name=SECOND_SERVER,
+        host=second_mariadb.host,
+        port=second_mariadb.port,
+        user=second_mariadb.user,
+        password=second_mariadb.password,
+    )
+    settings.M3SAAS_CONFIG = replace(settings.M3SAAS_CONFIG, servers=(db2,))
+    yield SECOND_SERVER

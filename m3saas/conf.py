@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ EMBEDDED_SOURCE = "<embedded default>"
 
 BACKEND_MYSQL = "mysql"
 BACKEND_SQLITE = "sqlite"
+# The name of the server of `tenants.database` (the master's), where a tenant without a server lives.
+DEFAULT_SERVER = "default"
+# A server name in `tenants.servers` (also a `DatabaseServer.name`): short, safe in URLs and logs.
+SERVER_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 class ConfigError(ImproperlyConfigured):
@@ -36,6 +41,26 @@ class DatabaseConfig:
     name: str
     user: str
     password: str
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """A database server tenant databases live on, and the account that creates them there.
+
+    `capacity` (tenants; below 1: unlimited) is the starting value of the server's row, which
+    the admin then owns; the password exists only here, never in the master.
+    """
+
+    name: str
+    host: str
+    port: int
+    user: str
+    password: str
+    capacity: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,14 @@ class Config:
     var_dir: Path
     # Fernet keys of the tenant passwords stored in the master: the first encrypts, all decrypt.
     password_keys: tuple[str, ...] = ()
+    # The servers of `tenants.servers`, besides the default one (`default_server`).
+    servers: tuple[ServerConfig, ...] = ()
+
+    @property
+    def default_server(self) -> ServerConfig:
+        """The server of `tenants.database`, with the master's account; named `DEFAULT_SERVER`."""
+        db = self.database
+        return ServerConfig(name=DEFAULT_SERVER, host=db.host, port=db.port, user=db.user, password=db.password)
 
     @property
     def is_mysql(self) -> bool:
@@ -235,6 +268,7 @@ def parse_config(source: str, data: Any) -> Config:
             username=r.string("mqtt.username", default="") or None,
             password=r.string("mqtt.password", default="") or None,
         )
+    servers = _servers_parse(r, backend=backend, default=database)
     salt = r.string("dbSalt", default="")
     return Config(
         source=source,
@@ -251,7 +285,50 @@ def parse_config(source: str, data: Any) -> Config:
         # encrypts (the master alone gives nothing without the config), and rows written that way
         # stay readable after keys are added.
         password_keys=(*r.password_keys(KEYS_SETTING), *((password_key_derive(salt),) if salt else ())),
+        servers=servers,
     )
+
+
+def _servers_parse(r: _Reader, *, backend: str, default: DatabaseConfig) -> tuple[ServerConfig, ...]:
+    """`tenants.servers`: `{name: {host, port, user, password, capacity}}`, MySQL only.
+
+    A server may not be the default one again (by name or by address), nor another's address:
+    two names for one server would count its tenants twice and break its capacity.
+    """
+    section = r.section("tenants.servers", required=False)
+    if not section:
+        return ()
+    if backend != BACKEND_MYSQL:
+        raise r.fail("tenants.servers", "needs the 'mysql' backend (SQLite keeps every tenant in one folder)")
+    servers: list[ServerConfig] = []
+    seen = {(default.host, default.port): DEFAULT_SERVER}
+    for name in section:
+        key = f"tenants.servers.{name}"
+        if not isinstance(name, str) or not SERVER_NAME_RE.match(name):
+            raise r.fail(key, "is not a server name (a-z first, then a-z, 0-9, _ or -; at most 32)")
+        if name == DEFAULT_SERVER:
+            raise r.fail(key, "is reserved for the server of tenants.database; give this server another name")
+        r.section(key)
+        port = r.integer(f"{key}.port", default=3306)
+        if not 0 < port < 65536:
+            raise r.fail(f"{key}.port", f"must be a TCP port, not {port}")
+        server = ServerConfig(
+            name=name,
+            host=r.string(f"{key}.host"),
+            port=port,
+            user=r.string(f"{key}.user"),
+            password=r.string(f"{key}.password"),
+            capacity=r.integer(f"{key}.capacity", default=0),
+        )
+        for field_name, value in (("host", server.host), ("user", server.user)):
+            if not value:
+                raise r.fail(f"{key}.{field_name}", "must not be empty")
+        other = seen.get((server.host, server.port))
+        if other is not None:
+            raise r.fail(f"{key}.host", f"names the same server as {other!r} ({server.address})")
+        seen[(server.host, server.port)] = name
+        servers.append(server)
+    return tuple(servers)
 
 
 def _is_plain_word(value: str) -> bool:

@@ -175,11 +175,16 @@ TEMPLATES = [
 ]
 
 
+# Seconds to wait for a database server to accept a connection (master, tenants, admin account):
+# a server that is down answers its tenants' requests and `/health` with a 503 quickly.
+DB_CONNECT_TIMEOUT = env.int("DB_CONNECT_TIMEOUT", default=5)
+
+
 def _master_database() -> dict[str, Any]:
     return engine_for(M3SAAS_CONFIG.database.backend).master_settings(
         M3SAAS_CONFIG,
         conn_max_age=env.int("MASTER_CONN_MAX_AGE", default=60),
-        connect_timeout=env.int("DB_CONNECT_TIMEOUT", default=5),
+        connect_timeout=DB_CONNECT_TIMEOUT,
     )
 
 

@@ -25,13 +25,15 @@ from django.utils.html import format_html, format_html_join
 
 from m3saas.access import key_digest, key_generate
 from m3saas.audit.admin import AuditedAdminMixin
+from m3saas.exceptions import ApplicationError
 from m3saas.fields import CLEAR_PASSWORD_MAX_LENGTH
 from subscriptions.admin import MOVE_ACTION, SubscriptionAdmin, major_version_change_error
 from subscriptions.models import Module, Subscription
 from subscriptions.validators import subscriptions_validate
 from tenants.api_keys import api_key_revoke
-from tenants.models import ApiKey, Tenant, TenantMigrationRun
+from tenants.models import ApiKey, DatabaseServer, Tenant, TenantMigrationRun
 from tenants.selectors import tenant_info_from_row
+from tenants.servers import server_configured, server_place, servers_sync, tenants_on_server
 from tenants.services import (
     Seeding,
     TenantMigrationResult,
@@ -41,6 +43,21 @@ from tenants.services import (
 )
 from tenants.status import status_get
 from tenants.upgrade import subscription_upgrade_safe
+
+
+class TenantServerFilter(admin.SimpleListFilter):
+    """By database server; the default server's tenants include those with a blank server."""
+
+    title = "server"
+    parameter_name = "server"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in DatabaseServer.objects.order_by("name").values_list("name", flat=True)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> QuerySet[Tenant]:
+        value = self.value()
+        return queryset if not value else queryset.filter(tenants_on_server(value))
+
 
 STATE_COLOURS = {"ready": "#2e7d32", "failed": "#c62828", "migrating": "#ef6c00", "pending": "#555"}
 
@@ -87,11 +104,26 @@ class TenantForm(ModelForm):
 
     class Meta:
         model = Tenant
-        fields = ["name", "user", "password", "per_day_backups", "max_backups"]
+        fields = ["name", "user", "password", "per_day_backups", "max_backups", "server"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initial["password"] = ""  # the stored token stays out of the page and of `changed_data`
+        if "server" in self.fields:  # a new tenant: blank places it by capacity
+            servers_sync()
+            self.fields["server"].empty_label = "(placed by capacity)"  # type: ignore[attr-defined]
+            self.fields["server"].help_text = "Blank: the open server with the most free capacity."
+
+    def clean_server(self) -> DatabaseServer | None:
+        """Place a new tenant now (the admin's change view runs in one transaction, so the server
+        rows stay locked until the tenant is saved); refusals are the field's errors."""
+        chosen: DatabaseServer | None = self.cleaned_data.get("server")
+        if self.instance.pk is not None:
+            return chosen
+        try:
+            return server_place(name=chosen.name if chosen is not None else None)
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from None
 
     def clean_password(self) -> str:
         password: str = self.cleaned_data.get("password") or ""
@@ -214,9 +246,9 @@ class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = TenantForm
     # Short columns: the list fits a 1280-px screen beside the navigation and the filters (the
     # database user, usually the name, is on the change page and found by the search).
-    list_display = ["id", "name", "state", "subscription_count", "backup_limits"]
+    list_display = ["id", "name", "state", "server_column", "subscription_count", "backup_limits"]
     search_fields = ["name", "user", "=id"]
-    list_filter = ["schema_state", "subscriptions__module"]
+    list_filter = ["schema_state", TenantServerFilter, "subscriptions__module"]
     ordering = ["id"]
     inlines = [SubscriptionInline]
     actions = ["migrate_now"]
@@ -224,8 +256,12 @@ class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
         (None, {"fields": ["name", "user", "password"]}),
         ("Backups", {"fields": ["per_day_backups", "max_backups"]}),
         ("API", {"fields": ["rate_limit", "api_keys"]}),
-        ("Database", {"fields": ["schema_state", "schema_state_at"]}),
+        ("Database", {"fields": ["server", "schema_state", "schema_state_at"]}),
     ]
+
+    @admin.display(description="server", ordering="server")
+    def server_column(self, obj: Tenant) -> str:
+        return obj.server_name
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         # Counted in the list's one query (distinct: the module filter joins subscriptions too).
@@ -260,7 +296,8 @@ class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
         # A renamed database or user would leave the old one behind with the tenant's data.
-        fixed = ["name", "user"] if obj is not None else []
+        # Its server changes only by moving the tenant (its database would be left behind).
+        fixed = ["name", "user", "server"] if obj is not None else []
         return [*fixed, "schema_state", "schema_state_at", "api_keys"]
 
     @admin.display(description="API keys")
@@ -326,6 +363,36 @@ class TenantMigrationRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(DatabaseServer)
+class DatabaseServerAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Capacity and state are the operator's; address and account come from the config file
+    (`tenants.servers`), as does the password, which the master never holds."""
+
+    list_display = ["name", "state", "tenant_count", "capacity", "host", "port", "usable"]
+    list_filter = ["state"]
+    search_fields = ["name", "host"]
+    fields = ["name", "state", "capacity", "host", "port", "user", "tenant_count", "usable"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: DatabaseServer | None = None) -> list[str]:
+        fixed = ["name"] if obj is not None else []
+        return [*fixed, "host", "port", "user", "tenant_count", "usable"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        servers_sync()  # a server added to the config shows up without another step
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="tenants")
+    def tenant_count(self, obj: DatabaseServer) -> int:
+        # One count per server: servers are a handful.
+        return Tenant.objects.filter(tenants_on_server(obj.name)).count()
+
+    @admin.display(description="usable")
+    def usable(self, obj: DatabaseServer) -> str:
+        if not server_configured(obj.name):
+            return f"no: no credentials for {obj.name!r} in the config file (tenants.servers.{obj.name})"
+        return "yes"
 
 
 admin.site.unregister(Subscription)

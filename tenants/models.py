@@ -8,9 +8,11 @@ from django.db import models
 from django.utils import timezone
 
 from m3saas.access import KEY_ID_LENGTH, KEY_PREFIX, RATE_LIMIT_HELP, key_generate, rate_limit_parse
+from m3saas.conf import SERVER_NAME_RE
 from m3saas.engines import validate_not_master
 from m3saas.fields import EncryptedPasswordField
 from m3saas.identifiers import validate_database_name, validate_user_name
+from m3saas.servers import DEFAULT_SERVER
 from m3saas.tenancy.info import DEFAULT_BACKUP_LIMITS
 
 _MODULE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -27,6 +29,51 @@ def validate_module_list(value: str) -> None:
     for name in (part.strip() for part in value.split(",")):
         if name and not _MODULE_NAME_RE.match(name):
             raise ValidationError(f"{name!r} is not a module name.")
+
+
+def validate_server_name(value: str) -> None:
+    if not SERVER_NAME_RE.match(value):
+        raise ValidationError(f"{value!r} is not a server name: a-z first, then a-z, 0-9, _ or -; at most 32.")
+
+
+class DatabaseServer(models.Model):
+    """A database server tenant databases are placed on; its account's password is in the config only.
+
+    Rows are made from the config file (`tenants.services.servers_sync`: the default server and
+    each of `tenants.servers`), which also keeps `host`, `port` and `user` in step with it;
+    `capacity` and `state` are the operator's once the row exists. A row whose name the config
+    does not declare cannot be used (no password) and is reported so.
+    """
+
+    class State(models.TextChoices):
+        OPEN = "open", "open: takes new tenants"
+        DRAINING = "draining", "draining: keeps its tenants, takes no new ones"
+        CLOSED = "closed", "closed: takes no new tenants"
+
+    name = models.CharField(
+        max_length=32,
+        unique=True,
+        validators=[validate_server_name],
+        help_text=f"As in the config's tenants.servers; '{DEFAULT_SERVER}' is the server of tenants.database.",
+    )
+    host = models.CharField(max_length=255, blank=True, default="", help_text="From the config file.")
+    port = models.PositiveIntegerField(default=0, help_text="From the config file.")
+    user = models.CharField(
+        max_length=80, blank=True, default="", help_text="The account that creates databases and users there (config)."
+    )
+    capacity = models.IntegerField(default=0, help_text="How many tenants it may hold; below 1 means unlimited.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "database server"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def unlimited(self) -> bool:
+        return self.capacity < 1
 
 
 class Tenant(models.Model):
@@ -82,6 +129,17 @@ class Tenant(models.Model):
         validators=[validate_rate_limit],
         help_text="Requests per period for this tenant, e.g. 600/min, or off; blank: TENANT_RATE_LIMIT.",
     )
+    server = models.ForeignKey(
+        DatabaseServer,
+        to_field="name",
+        db_column="server",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="tenants",
+        help_text=f"The database server of its database; blank on a new tenant: placed by capacity. "
+        f"Blank on an existing one: '{DEFAULT_SERVER}'.",
+    )
 
     moving = models.BooleanField(
         default=False,
@@ -97,6 +155,11 @@ class Tenant(models.Model):
 
     def clean(self) -> None:
         validate_not_master(name=self.name, user=self.user)
+
+    @property
+    def server_name(self) -> str:
+        """The name of its server (`DEFAULT_SERVER` when the column is blank), without a query."""
+        return self.server_id or DEFAULT_SERVER
 
 
 class TenantMigrationRun(models.Model):

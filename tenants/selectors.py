@@ -22,6 +22,7 @@ def _info(tenant: Tenant, graph: dict[str, list[tuple[str, int]]]) -> TenantInfo
         modules=tuple(modules),
         schema_state=tenant.schema_state,
         backups=BackupLimits(per_day=tenant.per_day_backups, max=tenant.max_backups),
+        server=tenant.server_name,
         moving=tenant.moving,
     )
 
@@ -64,7 +65,9 @@ def tenant_info_list_resolved(
         try:
             infos.append(_info(row, graph))
         except ApplicationError as exc:
-            bare = TenantInfo(id=row.id, name=row.name, user=row.user, password=row.password, modules=())
+            bare = TenantInfo(
+                id=row.id, name=row.name, user=row.user, password=row.password, modules=(), server=row.server_name
+            )
             unresolved.append((bare, exc.message))
     return infos, unresolved
 

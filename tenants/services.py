@@ -44,6 +44,7 @@ from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
 from tenants.models import Tenant, TenantMigrationRun
 from tenants.selectors import tenant_info_fresh, tenant_info_from_row, tenant_info_get, tenant_info_list_resolved
+from tenants.servers import server_place
 
 logger = logging.getLogger(__name__)
 
@@ -104,15 +105,21 @@ def tenant_create(
     per_day_backups: int = DEFAULT_BACKUP_LIMITS.per_day,
     max_backups: int = DEFAULT_BACKUP_LIMITS.max,
     provision: bool | None = None,
+    server: str | None = None,
 ) -> Tenant:
-    """Validate and save a tenant; provision, migrate and seed its database when `provision`
+    """Validate, place and save a tenant; provision, migrate and seed its database when `provision`
     (default: AUTO_MIGRATION). Raises `ProvisioningError` when that fails (the row stays, pending
-    a rerun)."""
+    a rerun).
+
+    `server` names its database server; None: the open server with the most free capacity
+    (`tenants.servers.server_place`). No server can take it: `ServerUnavailableError`, no row saved.
+    """
     tenant = Tenant(
         id=id, name=name, user=user, password=password, per_day_backups=per_day_backups, max_backups=max_backups
     )
-    tenant.full_clean()
+    tenant.full_clean(exclude=["server"])
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
+        tenant.server = server_place(name=server)
         tenant.save()
     if settings.AUTO_MIGRATION if provision is None else provision:
         result = tenant_migrate(tenant=tenant_info_from_row(tenant), seed=Seeding.MAIN, trigger=Trigger.CODE)

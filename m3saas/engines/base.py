@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from m3saas.conf import Config
+from m3saas.conf import Config, ServerConfig
 from m3saas.exceptions import ApplicationError, ProvisioningError
 from m3saas.passwords import password_decrypt
 from m3saas.tenancy.info import TenantInfo
@@ -51,6 +51,9 @@ class MoveError(ApplicationError):
 class Engine(Protocol):
     """One database vendor: its settings entries, provisioning, schema lock, dump and load.
 
+    Provisioning, dump and load act on the tenant's server (`TenantInfo.server`, an alias's
+    `M3SAAS_SERVER`); the schema lock is the master's.
+
     Provisioning is idempotent. A database it creates holds an owner mark (`OWNER_TABLE`: the
     tenant id and this installation's id). An existing database without this tenant's mark of
     this installation is refused before anything in it or its user changes: it may be a deleted
@@ -67,8 +70,11 @@ class Engine(Protocol):
         """The master's `DATABASES["default"]` entry (Django fills its defaults)."""
         ...
 
-    def tenant_settings(self, config: Config, *, name: str, user: str, password: str) -> dict[str, Any]:
-        """The vendor's part of a tenant's `DATABASES` entry; `password` is the tenant's stored token."""
+    def tenant_settings(
+        self, config: Config, *, name: str, user: str, password: str, server: ServerConfig
+    ) -> dict[str, Any]:
+        """The vendor's part of a tenant's `DATABASES` entry on `server`; `password` is the tenant's
+        stored token."""
         ...
 
     def database_create(self, tenant: TenantInfo, *, legacy_mark_adoptable: Callable[[], bool] | None = None) -> None:

@@ -1,9 +1,11 @@
 """MySQL/MariaDB: a database and a database user per tenant, reached with the master's credentials.
 
 Provisioning and restores run on an admin connection of their own (`admin_connect`), outside
-any Django transaction (DDL commits implicitly there). Backups run the real client tools
-(`mysqldump`, `mysql`) with the master's credentials, passed in a private temporary option
-file (never on the command line); a dump starts with a header line (`HEADER_PREFIX` + JSON).
+any Django transaction (DDL commits implicitly there), on the tenant's server
+(`TenantInfo.server`) with that server's account from the config (`m3saas.servers`). Backups
+run the real client tools (`mysqldump`, `mysql`) with the same account, passed in a private
+temporary option file (never on the command line); a dump starts with a header line
+(`HEADER_PREFIX` + JSON). The schema lock stays a row in the master, whatever the server.
 
 mysqlclient is imported where it is used: an SQLite installation need not have it.
 """
@@ -27,7 +29,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from m3saas.conf import Config
+from m3saas.conf import Config, ServerConfig
 from m3saas.engines.base import (
     COPY_CHUNK,
     OWNER_TABLE,
@@ -41,6 +43,7 @@ from m3saas.engines.base import (
 )
 from m3saas.exceptions import ApplicationError, ProvisioningError
 from m3saas.identifiers import grant_pattern, quote_mysql_identifier, validate_user_name
+from m3saas.servers import server_config
 from m3saas.tenancy.info import TenantInfo
 
 logger = logging.getLogger(__name__)
@@ -58,12 +61,13 @@ _LOCK_NOT_GRANTED = frozenset({1205, 3572})
 _SIDE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}\$(restore|previous)$")
 
 
-def admin_connect(*, error: type[ApplicationError]) -> Any:
-    """A new connection with the master's credentials, one statement per call; `error` if unreachable."""
+def admin_connect(*, error: type[ApplicationError], server: ServerConfig | None = None) -> Any:
+    """A new connection with `server`'s account (default: the master's), one statement per call;
+    `error` if unreachable."""
     import MySQLdb
 
     config = settings.M3SAAS_CONFIG
-    db = config.database
+    db = server or config.default_server
     try:
         return MySQLdb.connect(
             host=db.host,
@@ -72,9 +76,14 @@ def admin_connect(*, error: type[ApplicationError]) -> Any:
             password=db.password,
             charset=config.charset,
             multi_statements=False,
+            connect_timeout=int(settings.DB_CONNECT_TIMEOUT),
         )
     except MySQLdb.Error as exc:
-        raise error(f"Cannot reach the database server {db.host}:{db.port}: {exc}") from exc
+        raise error(f"Cannot reach the database server {db.name!r} ({db.address}): {exc}") from exc
+
+
+def _server(tenant: TenantInfo) -> ServerConfig:
+    return server_config(tenant.server)
 
 
 def _charset_clause() -> str:
@@ -118,18 +127,22 @@ class MySQLEngine:
             },
         }
 
-    def tenant_settings(self, config: Config, *, name: str, user: str, password: str) -> dict[str, Any]:
+    def tenant_settings(
+        self, config: Config, *, name: str, user: str, password: str, server: ServerConfig
+    ) -> dict[str, Any]:
         return {
             "ENGINE": "django.db.backends.mysql",
             "NAME": name,
             "USER": user,
             "PASSWORD": tenant_db_password(password),
-            "HOST": config.database.host,
-            "PORT": str(config.database.port),
+            "HOST": server.host,
+            "PORT": str(server.port),
             "OPTIONS": {
                 "charset": config.charset,
                 "multi_statements": False,
                 "init_command": f"SET default_storage_engine={config.storage_engine}",
+                # A tenant whose server is down gets its 503 quickly; other servers' tenants are unaffected.
+                "connect_timeout": int(settings.DB_CONNECT_TIMEOUT),
                 # MySQLdb would send `SET autocommit=0`, which Django reverses at once: one round trip
                 # per login saved (Django still sets autocommit itself after connecting).
                 "autocommit": None,
@@ -151,7 +164,7 @@ class MySQLEngine:
         refuse_master(self, tenant)
         validate_user_name(tenant.user)
         database = quote_mysql_identifier(tenant.name)
-        conn = admin_connect(error=ProvisioningError)
+        conn = admin_connect(error=ProvisioningError, server=_server(tenant))
         try:
             with conn.cursor() as cur:
                 existed = self._database_exists(cur, tenant.name) and not self._unclaimed(cur, tenant.name)
@@ -220,7 +233,7 @@ class MySQLEngine:
     def database_drop(self, tenant: TenantInfo) -> None:
         refuse_master(self, tenant)
         validate_user_name(tenant.user)
-        conn = admin_connect(error=ProvisioningError)
+        conn = admin_connect(error=ProvisioningError, server=_server(tenant))
         try:
             with conn.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS {quote_mysql_identifier(tenant.name)}")
@@ -229,7 +242,7 @@ class MySQLEngine:
             conn.close()
 
     def database_exists(self, tenant: TenantInfo) -> bool:
-        conn = admin_connect(error=ProvisioningError)
+        conn = admin_connect(error=ProvisioningError, server=_server(tenant))
         try:
             with conn.cursor() as cur:
                 return self._database_exists(cur, tenant.name)
@@ -249,7 +262,7 @@ class MySQLEngine:
         import MySQLdb
 
         table = f"{_ident(str(connections[DEFAULT_DB_ALIAS].settings_dict['NAME']))}.`{SCHEMA_LOCK_TABLE}`"
-        conn = admin_connect(error=ProvisioningError)
+        conn = admin_connect(error=ProvisioningError)  # the master's server, whatever the tenant's
         try:
             with conn.cursor() as cur:
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {table} (name VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB")
@@ -288,7 +301,9 @@ class MySQLEngine:
         # --routines/--triggers: a module's stored code comes back with its tables.
         # No --databases: the dump holds no CREATE DATABASE/USE, so it loads only where restore puts it.
         # --no-tablespaces: needs no PROCESS privilege. --hex-blob: binary columns survive any charset.
-        with _option_file() as option_file:
+        # A tenant alias names its server; the master's (`default`) is on the default server.
+        server = server_config(str(connections[alias].settings_dict.get("M3SAAS_SERVER") or ""))
+        with _option_file(server) as option_file:
             command = [
                 settings.MYSQLDUMP_COMMAND,
                 f"--defaults-extra-file={option_file}",
@@ -339,7 +354,7 @@ class MySQLEngine:
         aside = _side_database(tenant.name, "previous")
         # The tenant's database, user and grant as provisioning makes them (all kept if present).
         self.database_create(tenant, legacy_mark_adoptable=legacy_mark_adoptable)
-        conn = admin_connect(error=RestoreError)
+        conn = admin_connect(error=RestoreError, server=_server(tenant))
         try:
             with conn.cursor() as cur:
                 # Leftovers of an interrupted restore: these names are this tenant's alone.
@@ -349,7 +364,7 @@ class MySQLEngine:
                     cur.execute(f"CREATE DATABASE {_quote_side(database)} {_charset_clause()}")
                 swapped = False
                 try:
-                    _load(plain, scratch)
+                    _load(plain, scratch, server=_server(tenant))
                     _swap(cur, tenant=tenant.name, scratch=scratch, aside=aside)
                     swapped = True
                 finally:
@@ -401,9 +416,8 @@ class MySQLEngine:
 
 
 @contextmanager
-def _option_file() -> Iterator[str]:
-    """A private option file with the master's credentials, removed afterwards."""
-    db = settings.M3SAAS_CONFIG.database
+def _option_file(db: ServerConfig) -> Iterator[str]:
+    """A private option file with the account of the server `db`, removed afterwards."""
 
     def quoted(value: str) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -448,8 +462,8 @@ def _client_check() -> None:
         )
 
 
-def _load(plain: Path, database: str) -> None:
-    with _option_file() as option_file, plain.open("rb") as source, tempfile.TemporaryFile() as errors:
+def _load(plain: Path, database: str, *, server: ServerConfig) -> None:
+    with _option_file(server) as option_file, plain.open("rb") as source, tempfile.TemporaryFile() as errors:
         command = [
             settings.MYSQL_COMMAND,
             f"--defaults-extra-file={option_file}",

@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
-from m3saas.conf import Config
+from m3saas.conf import Config, ServerConfig
 from m3saas.engines.base import (
     COPY_CHUNK,
     OWNER_TABLE,
@@ -54,7 +54,10 @@ class SQLiteEngine:
         Path(name).parent.mkdir(parents=True, exist_ok=True)
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": {"timeout": 20}}
 
-    def tenant_settings(self, config: Config, *, name: str, user: str, password: str) -> dict[str, Any]:
+    def tenant_settings(
+        self, config: Config, *, name: str, user: str, password: str, server: ServerConfig
+    ) -> dict[str, Any]:
+        # One implicit server: the folder `config.tenant_sqlite_dir` (`server` is the default one).
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(_tenant_path(config, name)),

@@ -14,6 +14,7 @@ from django.db.utils import ConnectionHandler
 
 from m3saas.engines import engine
 from m3saas.passwords import PasswordKeyError
+from m3saas.servers import DEFAULT_SERVER, ServerUnknownError, server_config
 from m3saas.tenancy.directory import tenant_directory
 from m3saas.tenancy.info import TenantInfo
 
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 # Marks the entries registered here, so tenant aliases are told apart from configured ones.
 TENANT_MARK = "M3SAAS_TENANT"
 _SIGNATURE = "M3SAAS_SIGNATURE"
+# The name of the server a tenant entry points at (its admin account is `server_config(name)`'s).
+SERVER_KEY = "M3SAAS_SERVER"
 
 
 # Closed tenant wrappers a thread keeps for reuse (about 3 KiB each).
@@ -147,9 +150,12 @@ def connection_handler_install() -> None:
 _handler = cast(TenantConnectionHandler, connections)
 
 
-def tenant_database_settings(*, name: str, user: str, password: str) -> dict[str, Any]:
-    """A complete `DATABASES` entry for a tenant database."""
-    entry = engine().tenant_settings(settings.M3SAAS_CONFIG, name=name, user=user, password=password)
+def tenant_database_settings(*, name: str, user: str, password: str, server: str = DEFAULT_SERVER) -> dict[str, Any]:
+    """A complete `DATABASES` entry for a tenant database on `server`."""
+    entry = engine().tenant_settings(
+        settings.M3SAAS_CONFIG, name=name, user=user, password=password, server=server_config(server)
+    )
+    entry[SERVER_KEY] = server or DEFAULT_SERVER
     entry["CONN_MAX_AGE"] = settings.TENANT_CONN_MAX_AGE
     entry["CONN_HEALTH_CHECKS"] = True
     # Never inherit ATOMIC_REQUESTS: it would open a connection to every tenant per request.
@@ -179,7 +185,9 @@ def tenant_connection_register(tenant: TenantInfo) -> str:
         raise ValueError(f"alias {alias!r} is a configured database, not a tenant")
     if current is not None and current.get(_SIGNATURE) == _signature(tenant):
         return alias
-    wanted = tenant_database_settings(name=tenant.name, user=tenant.user, password=tenant.password)
+    wanted = tenant_database_settings(
+        name=tenant.name, user=tenant.user, password=tenant.password, server=tenant.server
+    )
     wanted[_SIGNATURE] = _signature(tenant)
     if current is not None:
         _close_in_this_thread(alias)
@@ -188,7 +196,18 @@ def tenant_connection_register(tenant: TenantInfo) -> str:
 
 
 def _signature(tenant: TenantInfo) -> str:
-    return hashlib.sha256(f"{tenant.user}\0{tenant.password}".encode()).hexdigest()
+    """Changes with anything the entry is made of: a tenant moved to another server (or a server
+    given a new address) registers again, and every thread's wrapper is replaced on its next use."""
+    server = server_config(tenant.server)
+    return hashlib.sha256(
+        f"{tenant.user}\0{tenant.password}\0{server.name}\0{server.host}\0{server.port}".encode()
+    ).hexdigest()
+
+
+def tenant_alias_server(alias: str) -> str:
+    """The server the registered alias `alias` points at (the master's: the default server)."""
+    entry = connections.settings.get(alias) or {}
+    return str(entry.get(SERVER_KEY) or DEFAULT_SERVER)
 
 
 def tenant_connection_unregister(alias: str) -> None:
@@ -276,7 +295,7 @@ def tenant_connections_register_all() -> int:
     for info in infos:
         try:
             tenant_connection_register(info)
-        except PasswordKeyError as exc:
+        except (PasswordKeyError, ServerUnknownError) as exc:
             # Every command must still start: `migrate` encrypts old rows, the rotation reports.
             unreadable.append(info.name)
             reason = exc.message

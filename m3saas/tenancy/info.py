@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from m3saas.conf import BackupLimits
+from m3saas.conf import DEFAULT_SERVER, BackupLimits
 from m3saas.modules.versions import module_label
 
 # A tenant row's defaults (`Tenant.per_day_backups`, `Tenant.max_backups`).
@@ -30,6 +30,8 @@ class TenantInfo:
     schema_state: str = "ready"
     # How many backups of the tenant database are kept per day and overall (below 1: no limit).
     backups: BackupLimits = DEFAULT_BACKUP_LIMITS
+    # The database server the tenant's database lives on (`m3saas.servers.server_config`).
+    server: str = DEFAULT_SERVER
     # A move to another server is under way (`Tenant.moving`): its writes are refused with a 503.
     moving: bool = False
 

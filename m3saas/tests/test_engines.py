@@ -58,7 +58,11 @@ def test_each_adapter_builds_entries_of_its_own_vendor(vendor, tmp_path):
         {
             DEFAULT_DB_ALIAS: adapter.master_settings(config, conn_max_age=0, connect_timeout=5),
             "entry_check": adapter.tenant_settings(
-                config, name="entry_check", user="entry_check", password=password_encrypt("pw")
+                config,
+                name="entry_check",
+                user="entry_check",
+                password=password_encrypt("pw"),
+                server=config.default_server,
             ),
         }
     )

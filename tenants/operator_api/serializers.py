@@ -43,6 +43,13 @@ class TenantCreateInput(serializers.Serializer[Any]):
     subscriptions = SubscriptionInput(many=True, required=False, default=list)
     per_day_backups = serializers.IntegerField(required=False, min_value=-1, max_value=100000)
     max_backups = serializers.IntegerField(required=False, min_value=-1, max_value=100000)
+    server = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=32,
+        help_text="The database server to place it on; absent: the open server with the most free capacity.",
+    )
 
     def validate_subscriptions(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         modules = [s["module"] for s in value]
@@ -66,6 +73,7 @@ class TenantOutput(serializers.Serializer[Any]):
     per_day_backups = serializers.IntegerField()
     max_backups = serializers.IntegerField()
     rate_limit = serializers.CharField()
+    server = serializers.CharField(source="server_name", help_text="The database server of its database.")
     subscriptions = serializers.SerializerMethodField()
 
     def get_subscriptions(self, obj: Any) -> list[dict[str, Any]]:

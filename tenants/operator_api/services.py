@@ -40,7 +40,13 @@ def _invalid(exc: ValidationError) -> OperatorInputError:
 
 
 def operator_tenant_create(
-    *, name: str, user: str, password: str, subscriptions: list[dict[str, Any]], **limits: int
+    *,
+    name: str,
+    user: str,
+    password: str,
+    subscriptions: list[dict[str, Any]],
+    server: str | None = None,
+    **limits: int,
 ) -> Tenant:
     """Save the tenant and its subscriptions together (all or nothing), then provision, migrate and seed it.
 
@@ -48,7 +54,9 @@ def operator_tenant_create(
     """
     try:
         with transaction.atomic(using=DEFAULT_DB_ALIAS):
-            tenant = tenant_create(name=name, user=user, password=password, provision=False, **limits)
+            tenant = tenant_create(
+                name=name, user=user, password=password, provision=False, server=server or None, **limits
+            )
             for subscription in subscriptions:
                 subscription_create(tenant_id=tenant.pk, module=subscription["module"], version=subscription["version"])
     except ValidationError as exc:

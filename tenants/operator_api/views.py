@@ -30,6 +30,7 @@ from tenants.operator_api.services import (
     operator_tenant_update,
 )
 from tenants.selectors import tenant_info_fresh
+from tenants.servers import tenants_on_server
 from tenants.upgrade import subscription_upgrade_safe
 
 STATES = [choice.value for choice in Tenant.SchemaState]
@@ -83,6 +84,7 @@ class TenantListView(OperatorView):
         parameters=[
             OpenApiParameter("state", str, enum=STATES, description="Only tenants in this schema state."),
             OpenApiParameter("module", str, description="Only tenants subscribed to this module."),
+            OpenApiParameter("server", str, description="Only tenants whose database is on this server."),
         ],
         responses=s.TenantOutput(many=True),
     )
@@ -96,6 +98,9 @@ class TenantListView(OperatorView):
         module = request.query_params.get("module")
         if module is not None:
             rows = rows.filter(subscriptions__module__name=module)
+        server = request.query_params.get("server")
+        if server is not None:
+            rows = rows.filter(tenants_on_server(server))
         return self.page(request, rows, s.TenantOutput)
 
     @extend_schema(request=s.TenantCreateInput, responses={201: s.TenantOutput})

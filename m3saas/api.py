@@ -22,7 +22,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
@@ -44,6 +44,7 @@ from m3saas.exceptions import (
 )
 
 logger = logging.getLogger(__name__)
+R = TypeVar("R", bound=HttpResponse)
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -123,7 +124,7 @@ def error_response(exc: ApplicationError) -> JsonResponse:
     return _retry_after(JsonResponse(error_body(exc.code, exc.message), status=exc.status_code), exc)
 
 
-def _retry_after(response: HttpResponse, exc: Exception) -> HttpResponse:
+def _retry_after(response: R, exc: Exception) -> R:
     """Tell the client when to try again, where the error says (a 429's window, a moving tenant)."""
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int):

@@ -181,7 +181,6 @@ class SQLiteEngine:
             source.close()
             connections[tenant.alias].close()
 
-
     # --- moving a tenant: SQLite keeps every tenant in one folder, the one implicit server -----
 
     def privileges_set(self, tenant: TenantInfo, *, access: str) -> None:

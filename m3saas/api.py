@@ -64,6 +64,7 @@ _STATUS_CODES = {
 class DatabaseUnavailableError(ServiceUnavailableError):
     code = "database_unavailable"
     default_message = "The database is unavailable; try again shortly."
+    retry_after = 5
 
 
 class RequestTooLargeError(ApplicationError):
@@ -130,6 +131,12 @@ def _retry_after(response: R, exc: Exception) -> R:
     if isinstance(retry_after, int):
         response["Retry-After"] = str(retry_after)
     return response
+
+
+def _unavailable(status: int) -> Exception:
+    """What a 5xx of an unexpected error says about retrying: a 503 (a database that cannot be
+    reached, e.g. a session a tenant's move ended mid-request) may be retried shortly."""
+    return DatabaseUnavailableError() if status == 503 else _UnknownError()
 
 
 def _write_refused(exc: BaseException) -> TenantMovingError | None:
@@ -222,7 +229,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         request = context.get("request")
         django_request = getattr(request, "_request", request)
         error_id, status = _log_unexpected(django_request, exc)
-        response = Response(_unexpected_body(error_id, status), status=status)
+        response = _retry_after(Response(_unexpected_body(error_id, status), status=status), _unavailable(status))
         # Logged above with its traceback; `django.request` need not log it again.
         response._has_been_logged = True  # type: ignore[attr-defined]
         return response
@@ -255,7 +262,7 @@ def server_error_view(request: HttpRequest) -> HttpResponse:
     if refused is not None:
         return error_response(refused)
     error_id, status = getattr(request, "m3saas_error", None) or _log_unexpected(request, _UnknownError())
-    response = JsonResponse(_unexpected_body(error_id, status), status=status)
+    response = _retry_after(JsonResponse(_unexpected_body(error_id, status), status=status), _unavailable(status))
     # The exception was logged with its id and traceback when it was raised.
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response

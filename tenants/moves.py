@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from m3saas.access import READ_METHODS
@@ -336,6 +336,8 @@ def tenant_moving_check(*, tenant: TenantInfo, method: str) -> TenantInfo:
     _liveness_next[tenant.id] = now + LIVENESS_CHECK_SECONDS
     if not _move_end_if_dead(tenant):
         raise TenantMovingError()
+    # Its session (ended by the thaw) reconnects, with the writes given back.
+    connections[tenant.alias].close()
     fresh = tenant_info_get(tenant_id=tenant.id)
     if fresh.moving:
         raise TenantMovingError()

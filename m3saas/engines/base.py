@@ -128,8 +128,8 @@ class Engine(Protocol):
 
     def privileges_set(self, tenant: TenantInfo, *, access: str) -> None:
         """Leave the tenant user `access` to its database on `tenant.server`: `write` (as
-        provisioning gives), `read` (its writes frozen) or `none` (retired); for `read` and `none`
-        its open sessions are ended first, and gone, when this returns."""
+        provisioning gives), `read` (its writes frozen) or `none` (retired). Its open sessions are
+        ended, and gone, when this returns: a session keeps the privileges it started with."""
         ...
 
     def database_clear(self, tenant: TenantInfo) -> None:

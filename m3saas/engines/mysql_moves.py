@@ -96,14 +96,14 @@ def _sessions_end(cur: Any, user: str) -> int:
 
 def privileges_set(tenant: TenantInfo, *, access: str) -> None:
     """Give the tenant user `access` on its database on its server: `write` (as provisioning),
-    `read` (frozen: its sessions are ended) or `none` (retired: sessions ended)."""
+    `read` (frozen) or `none` (retired); its open sessions are ended, and gone, when this returns."""
     privileges = {"write": "ALL PRIVILEGES", "read": FROZEN_PRIVILEGES, "none": None}[access]
     conn = _connect(tenant)
     try:
         with conn.cursor() as cur:
             _grant_set(cur, tenant, privileges)
-            if access != "write":
-                _sessions_end(cur, tenant.user)
+            # Either way: a session keeps the privileges it had until its next USE.
+            _sessions_end(cur, tenant.user)
     except _driver_errors() as exc:
         raise MoveError(f"Setting {tenant.name}'s privileges to {access} on {tenant.server!r} failed: {exc}") from exc
     finally:

@@ -9,9 +9,6 @@ Killed moves: tests/test_moves_killed.py.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
-from dataclasses import replace
-from typing import Any
 
 import MySQLdb
 import pytest
@@ -22,36 +19,11 @@ from django.db import connections
 from m3saas.audit.models import AuditEntry
 from m3saas.engines import engine
 from m3saas.servers import DEFAULT_SERVER, server_config
-from m3saas.tenancy.info import TenantInfo
 from tenants.models import DatabaseServer, Tenant, TenantMove
 from tenants.moves import MoveVerificationError, tenant_move
 from tenants.selectors import tenant_info_fresh
 from tenants.servers import servers_sync
-
-mariadb = [pytest.mark.mariadb, pytest.mark.django_db(transaction=True)]
-
-
-def admin(server: str) -> Any:
-    cfg = server_config(server)
-    return MySQLdb.connect(host=cfg.host, port=cfg.port, user=cfg.user, password=cfg.password, autocommit=True)
-
-
-def query(server: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = admin(server)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
-
-def databases(server: str) -> set[str]:
-    return {row[0] for row in query(server, "SHOW DATABASES")}
-
-
-def animals_on(server: str, tenant: TenantInfo, table: str = "test_v1_animal") -> list[str]:
-    return [row[0] for row in query(server, f"SELECT name FROM `{tenant.name}`.`{table}` ORDER BY id")]  # noqa: S608
+from tenants.tests.helpers import animals_on, databases, query
 
 
 def move(*args: str) -> str:
@@ -60,26 +32,8 @@ def move(*args: str) -> str:
     return out.getvalue()
 
 
-@pytest.fixture
-def movable(two_servers: str, make_tenant: Any) -> Iterator[Callable[..., TenantInfo]]:
-    """`movable(**make_tenant options)`: a ready tenant on the default server whose databases are
-    dropped on both servers afterwards (wherever a move left them)."""
-    made: list[TenantInfo] = []
-
-    def make(**options: Any) -> TenantInfo:
-        tenant = make_tenant(**options)
-        made.append(tenant)
-        return tenant
-
-    yield make
-    for tenant in made:
-        for server in (DEFAULT_SERVER, two_servers):
-            engine().database_drop(replace(tenant, server=server))
-
-
-@pytest.mark.parametrize("_", [None], ids=["one server"])
 @pytest.mark.django_db
-def test_with_one_server_move_tenant_says_so_in_one_line(make_tenant, _):
+def test_with_one_server_move_tenant_says_so_in_one_line(make_tenant):
     """SQLite (one implicit server) and a MariaDB config without tenants.servers alike."""
     tenant = make_tenant()
     with pytest.raises(CommandError) as refused:
@@ -91,9 +45,7 @@ def test_with_one_server_move_tenant_says_so_in_one_line(make_tenant, _):
 
 @pytest.mark.mariadb
 @pytest.mark.django_db(transaction=True)
-def test_a_moved_tenant_keeps_its_rows_and_views_and_is_served_from_the_target(
-    two_servers, movable, tenant_client
-):
+def test_a_moved_tenant_keeps_its_rows_and_views_and_is_served_from_the_target(two_servers, movable, tenant_client):
     tenant = movable(modules=[("test", 2)])
     client = tenant_client(tenant)
     for name in ("Ant", "Bee", "Bat"):
@@ -120,7 +72,6 @@ def test_a_moved_tenant_keeps_its_rows_and_views_and_is_served_from_the_target(
     assert "view test_v2_animal_stats" in record.verified
     entry = AuditEntry.objects.filter(action="tenant.move").get()
     assert entry.source == AuditEntry.Source.COMMAND and entry.detail["target"] == two_servers
-
 
 
 @pytest.mark.mariadb
@@ -168,7 +119,7 @@ def test_on_the_target_the_tenant_user_reaches_its_own_database_only(two_servers
             cur.execute("SHOW DATABASES")
             assert {row[0] for row in cur.fetchall()} == {tenant.name, "information_schema"}
             with pytest.raises(MySQLdb.OperationalError) as denied:
-                cur.execute(f"SELECT * FROM `{other.name}`.test_v1_animal")  # noqa: S608
+                cur.execute(f"SELECT * FROM `{other.name}`.test_v1_animal")
             assert denied.value.args[0] == 1142
     finally:
         conn.close()
@@ -183,7 +134,7 @@ def test_a_copy_that_differs_fails_the_move_and_the_tenant_stays_on_its_source(t
 
     def tamper(step: str) -> None:
         if step == TenantMove.Step.VERIFY:  # the copy is made: one more row on the target only
-            query(two_servers, f"INSERT INTO `{tenant.name}`.test_v1_animal (name) VALUES ('intruder')")  # noqa: S608
+            query(two_servers, f"INSERT INTO `{tenant.name}`.test_v1_animal (name) VALUES ('intruder')")
 
     with pytest.raises(MoveVerificationError, match="differs from the source"):
         tenant_move(tenant=tenant_info_fresh(tenant_id=tenant.id), target=two_servers, on_step=tamper)

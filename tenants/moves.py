@@ -115,7 +115,12 @@ def tenant_move(
             _move_end(move, status=Status.INTERRUPTED, error=f"Replaced by a move to {target!r}.", drop_target=True)
             move, resumed = None, False
         if move is None or move.step != Step.RETIRE:
-            _target_check(row=row, target=target)
+            try:
+                _target_check(row=row, target=target)
+            except MoveError as exc:
+                if move is not None:  # the dead move cannot go on: its tenant writes again
+                    _move_end(move, status=Status.INTERRUPTED, error=exc.message, drop_target=move.created_target)
+                raise
             if move is None:
                 move = TenantMove.objects.create(
                     tenant_id=tenant.id,

@@ -47,7 +47,7 @@ from m3saas.engines import MoveError, engine
 from m3saas.exceptions import ApplicationError, TenantMovingError
 from m3saas.servers import ServerUnknownError, server_config, server_configs
 from m3saas.tenancy.cache import master_cache_invalidate
-from m3saas.tenancy.connections import tenant_connection_register
+from m3saas.tenancy.connections import is_tenant_alias, tenant_connection_register
 from m3saas.tenancy.info import TenantInfo
 from tenants.models import DatabaseServer, Tenant, TenantMove
 from tenants.selectors import tenant_info_fresh, tenant_info_get
@@ -143,7 +143,13 @@ def tenant_move(
             resumed=resumed,
         )
         if drop_source:
-            result.backup = _source_drop(info, move)
+            try:
+                result.backup = _source_drop(info, move)
+            except ApplicationError as exc:
+                raise MoveError(
+                    f"{tenant.name} was moved to {move.target!r}, but its source could not be dropped: {exc.message} "
+                    f"Rerun: manage.py move_tenant {tenant.name} --drop-source"
+                ) from exc
     result.seconds = time.monotonic() - started
     logger.info("tenant %s moved from %s to %s in %.1f s", tenant.name, move.source, move.target, result.seconds)
     return result
@@ -174,7 +180,7 @@ def _copy_and_switch(move: TenantMove, on_step: Callable[[str], None] | None) ->
         _move_end(move, status=Status.FAILED, error=error, drop_target=move.created_target)
         if isinstance(exc, MoveError):
             raise
-        if isinstance(exc, ApplicationError):
+        if isinstance(exc, Exception):  # e.g. a driver error: one line for the operator, logged above
             raise MoveError(f"Moving {info.name} to {move.target!r} failed: {error}") from exc
         raise
 
@@ -341,8 +347,8 @@ def tenant_moving_check(*, tenant: TenantInfo, method: str) -> TenantInfo:
     _liveness_next[tenant.id] = now + LIVENESS_CHECK_SECONDS
     if not _move_end_if_dead(tenant):
         raise TenantMovingError()
-    # Its session (ended by the thaw) reconnects, with the writes given back.
-    connections[tenant.alias].close()
+    if is_tenant_alias(tenant.alias):  # its session, ended by the thaw, reconnects with the writes given back
+        connections[tenant.alias].close()
     fresh = tenant_info_get(tenant_id=tenant.id)
     if fresh.moving:
         raise TenantMovingError()

@@ -22,12 +22,12 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.core.signals import got_request_exception
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, ProgrammingError
 from django.dispatch import receiver
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
@@ -35,9 +35,16 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from m3saas.engines import engines
-from m3saas.exceptions import ApplicationError, NotFoundError, ServiceUnavailableError, TenantRouteNotFoundError
+from m3saas.exceptions import (
+    ApplicationError,
+    NotFoundError,
+    ServiceUnavailableError,
+    TenantMovingError,
+    TenantRouteNotFoundError,
+)
 
 logger = logging.getLogger(__name__)
+R = TypeVar("R", bound=HttpResponse)
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -57,6 +64,7 @@ _STATUS_CODES = {
 class DatabaseUnavailableError(ServiceUnavailableError):
     code = "database_unavailable"
     default_message = "The database is unavailable; try again shortly."
+    retry_after = 5
 
 
 class RequestTooLargeError(ApplicationError):
@@ -114,7 +122,33 @@ def error_response(exc: ApplicationError) -> JsonResponse:
     if isinstance(exc, TenantRouteNotFoundError):
         logger.info("tenant route refused (%s): %s", exc.code, exc.message)
         exc = NotFoundError()
-    return JsonResponse(error_body(exc.code, exc.message), status=exc.status_code)
+    return _retry_after(JsonResponse(error_body(exc.code, exc.message), status=exc.status_code), exc)
+
+
+def _retry_after(response: R, exc: Exception) -> R:
+    """Tell the client when to try again, where the error says (a 429's window, a moving tenant)."""
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _unavailable(status: int) -> Exception:
+    """What a 5xx of an unexpected error says about retrying: a 503 (a database that cannot be
+    reached, e.g. a session a tenant's move ended mid-request) may be retried shortly."""
+    return DatabaseUnavailableError() if status == 503 else _UnknownError()
+
+
+def _write_refused(exc: BaseException) -> TenantMovingError | None:
+    """A write the tenant's database refused because its account was frozen for a move (or retired
+    after one): a 503 to retry, not a 500. The request read the tenant before its move began."""
+    if not isinstance(exc, (OperationalError, ProgrammingError)):
+        return None
+    cause = exc.__cause__ or exc
+    if not any(adapter.is_write_refused(cause) for adapter in engines()):
+        return None
+    logger.warning("a tenant database refused a write during a move (%s): answered 503", exc)
+    return TenantMovingError()
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
@@ -185,8 +219,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         request = context.get("request")
         _log_refusal(getattr(request, "_request", request), exc)
         exc = _refusal(exc)
+    exc = _write_refused(exc) or exc
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message), status=exc.status_code)
+        return _retry_after(Response(error_body(exc.code, exc.message), status=exc.status_code), exc)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     response = drf_exception_handler(exc, context)
@@ -194,7 +229,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         request = context.get("request")
         django_request = getattr(request, "_request", request)
         error_id, status = _log_unexpected(django_request, exc)
-        response = Response(_unexpected_body(error_id, status), status=status)
+        response = _retry_after(Response(_unexpected_body(error_id, status), status=status), _unavailable(status))
         # Logged above with its traceback; `django.request` need not log it again.
         response._has_been_logged = True  # type: ignore[attr-defined]
         return response
@@ -222,9 +257,12 @@ def permission_denied_view(request: HttpRequest, exception: Exception | None = N
     return JsonResponse(error_body("permission_denied", "You may not do this."), status=403)
 
 
-def server_error_view(request: HttpRequest) -> JsonResponse:
+def server_error_view(request: HttpRequest) -> HttpResponse:
+    refused = _write_refused(sys.exc_info()[1] or _UnknownError())
+    if refused is not None:
+        return error_response(refused)
     error_id, status = getattr(request, "m3saas_error", None) or _log_unexpected(request, _UnknownError())
-    response = JsonResponse(_unexpected_body(error_id, status), status=status)
+    response = _retry_after(JsonResponse(_unexpected_body(error_id, status), status=status), _unavailable(status))
     # The exception was logged with its id and traceback when it was raised.
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response

@@ -55,6 +55,18 @@ class ServiceUnavailableError(ApplicationError):
     default_message = "A service the request needs is unavailable; try again shortly."
 
 
+class TenantMovingError(ServiceUnavailableError):
+    """A write to a tenant whose database is moving to another server (reads are still served).
+
+    `Retry-After` tells the client when to try again; nothing of the refused write was kept.
+    """
+
+    code = "tenant_moving"
+    default_message = "The tenant's database is moving to another server; writes resume shortly."
+    # Seconds a client is told to wait (`Retry-After`): a move of a small tenant takes a few.
+    retry_after = 5
+
+
 class TenantNotSetError(RuntimeError):
     """A module model was used outside a tenant context: a programming error, never a fallback."""
 

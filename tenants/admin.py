@@ -31,7 +31,7 @@ from subscriptions.admin import MOVE_ACTION, SubscriptionAdmin, major_version_ch
 from subscriptions.models import Module, Subscription
 from subscriptions.validators import subscriptions_validate
 from tenants.api_keys import api_key_revoke
-from tenants.models import ApiKey, DatabaseServer, Tenant, TenantMigrationRun
+from tenants.models import ApiKey, DatabaseServer, Tenant, TenantMigrationRun, TenantMove
 from tenants.selectors import tenant_info_from_row
 from tenants.servers import server_configured, server_place, servers_sync, tenants_on_server
 from tenants.services import (
@@ -442,3 +442,20 @@ class TenantSubscriptionAdmin(AuditedAdminMixin, SubscriptionAdmin):
             self.audit(request, subscription, "upgrade", {"to_version": result.to_version, "ok": result.ok})
             (messages.success if result.ok else messages.error)(request, result.describe())
         return None
+
+
+@admin.register(TenantMove)
+class TenantMoveAdmin(admin.ModelAdmin):
+    """Moves are made by `manage.py move_tenant` only (they copy databases): here they are read."""
+
+    list_display = ["id", "tenant", "source", "target", "status", "step", "started_at", "finished_at"]
+    list_filter = ["status", "source", "target"]
+    search_fields = ["tenant__name", "=tenant__id", "error"]
+    list_select_related = ["tenant"]
+    readonly_fields = [f.name for f in TenantMove._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

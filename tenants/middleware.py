@@ -36,6 +36,7 @@ from m3saas.tenancy.ownership import tenant_owner_verify
 from m3saas.tenancy.paths import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
 from m3saas.traffic import traffic_count
 from tenants.api_keys import api_key_authenticate, tenant_rate_limit_get
+from tenants.moves import tenant_moving_check
 from tenants.selectors import tenant_info_get
 from tenants.services import tenant_ready_ensure
 
@@ -81,6 +82,8 @@ class TenantMiddleware:
                 rate_limit_hit(f"key:{api_key.id}", api_key.rate_limit)
             # Only a ready tenant is served (AUTO_MIGRATION brings a pending one up once); no query.
             tenant = tenant_ready_ensure(tenant=tenant)
+            # A moving tenant's writes: 503 with Retry-After (reads go on); no query otherwise.
+            tenant = tenant_moving_check(tenant=tenant, method=request.method or "GET")
             # Here, not in `use_tenant`: a password no configured key opens is a JSON 503.
             tenant_connection_register(tenant)
         except ApplicationError as exc:

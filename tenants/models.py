@@ -143,6 +143,12 @@ class Tenant(models.Model):
         f"Blank on an existing one: '{DEFAULT_SERVER}'.",
     )
 
+    moving = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="A move to another server is under way (manage.py move_tenant): writes answer 503 meanwhile.",
+    )
+
     class Meta:
         ordering = ["id"]
 
@@ -255,6 +261,54 @@ class OperatorJob(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.DONE, self.Status.FAILED)
+
+
+class TenantMove(models.Model):
+    """One move of a tenant's database to another server (`tenants.moves`), kept in the master.
+
+    `step` is the last step begun. A move left `running` by a process that died is found by the
+    next write to the tenant or by a rerun, which hold the tenant's lock the move held: the former
+    closes it `interrupted` and gives the tenant its writes back on its source, the latter
+    completes it.
+    """
+
+    class Step(models.TextChoices):
+        FREEZE = "freeze", "freeze: writes refused on the source"
+        COPY = "copy", "copy to the target"
+        VERIFY = "verify", "verify the copy"
+        SWITCH = "switch", "switch: the tenant is served from the target"
+        RETIRE = "retire", "retire the source"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed: the tenant stays on its source"
+        INTERRUPTED = "interrupted", "interrupted: its process died before the switch"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="moves")
+    source = models.CharField(max_length=32, help_text="The server the tenant was moved from.")
+    target = models.CharField(max_length=32, help_text="The server the tenant was moved to.")
+    step = models.CharField(max_length=16, choices=Step.choices, default=Step.FREEZE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    created_target = models.BooleanField(
+        default=False, help_text="This move created the target database: a failure drops it again."
+    )
+    verified = models.JSONField(
+        default=dict, blank=True, help_text="Per table of both copies: rows and checksum, as compared."
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    source_dropped_at = models.DateTimeField(
+        null=True, blank=True, help_text="When --drop-source dropped the source database (after a backup)."
+    )
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-started_at"], name="tenant_move_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {self.source} → {self.target} {self.status} ({self.step})"
 
 
 def _api_key_id() -> str:

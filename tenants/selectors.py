@@ -27,6 +27,7 @@ def _info(
         schema_state=tenant.schema_state,
         backups=BackupLimits(per_day=tenant.per_day_backups, max=tenant.max_backups),
         server=tenant.server_name,
+        moving=tenant.moving,
     )
 
 

@@ -42,6 +42,12 @@ class BackupMismatchError(ApplicationError):
     default_message = "The backup belongs to another database."
 
 
+class MoveError(ApplicationError):
+    status_code = 500
+    code = "move_failed"
+    default_message = "The tenant could not be moved."
+
+
 class Engine(Protocol):
     """One database vendor: its settings entries, provisioning, schema lock, dump and load.
 
@@ -84,7 +90,8 @@ class Engine(Protocol):
     def database_exists(self, tenant: TenantInfo) -> bool: ...
 
     def schema_lock(self, tenant: TenantInfo, *, timeout: int) -> AbstractContextManager[bool]:
-        """Held while the tenant's schema changes; yields False when `timeout` seconds passed first."""
+        """Held while the tenant's schema changes (or it moves); yields False when `timeout` seconds
+        passed first (0: at once, without waiting). Released when the holder's process dies."""
         ...
 
     def server_problem(self, server: ServerConfig) -> str | None:
@@ -119,6 +126,33 @@ class Engine(Protocol):
 
         A failure leaves the tenant's data as it was.
         """
+        ...
+
+    # --- moving a tenant to another server (see `tenants.moves`) ---------------------------------
+
+    def privileges_set(self, tenant: TenantInfo, *, access: str) -> None:
+        """Leave the tenant user `access` to its database on `tenant.server`: `write` (as
+        provisioning gives), `read` (its writes frozen) or `none` (retired). Its open sessions are
+        ended, and gone, when this returns: a session keeps the privileges it started with."""
+        ...
+
+    def database_clear(self, tenant: TenantInfo) -> None:
+        """Drop everything in the tenant's database on `tenant.server` but its owner mark."""
+        ...
+
+    def database_copy(self, source: TenantInfo, target: TenantInfo) -> None:
+        """Copy the tenant's database from `source.server` into its (provisioned, empty) database
+        on `target.server`: tables, rows, views, routines and triggers; raises `MoveError`."""
+        ...
+
+    def database_fingerprint(self, tenant: TenantInfo) -> dict[str, str]:
+        """Per table its row count and checksum, and each view, routine and trigger by name: two
+        copies are the same when these are equal."""
+        ...
+
+    def is_write_refused(self, error: BaseException) -> bool:
+        """Whether the driver's `error` says the tenant user may not do this (a frozen or retired
+        database), as opposed to a wrong query or an unreachable server."""
         ...
 
 

@@ -55,8 +55,9 @@ HEADER_PREFIX = b"-- M3SaaS backup "
 _UNREACHABLE_ERRORS = frozenset({1040, 1053, 1226, 1927, 2002, 2003, 2005, 2006, 2012, 2013, 2026, 2055, 4031})
 # The master database's table whose rows are the tenants' schema locks (made on first use).
 SCHEMA_LOCK_TABLE = "m3saas_schema_lock"
-# ER_LOCK_WAIT_TIMEOUT: a row lock was not granted within innodb_lock_wait_timeout.
-_LOCK_WAIT_TIMEOUT = 1205
+# A row lock not granted: within innodb_lock_wait_timeout (ER_LOCK_WAIT_TIMEOUT, also MariaDB's
+# NOWAIT answer) or at once (MySQL 8's ER_LOCK_NOWAIT).
+_LOCK_NOT_GRANTED = frozenset({1205, 3572})
 _SIDE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}\$(restore|previous)$")
 
 
@@ -267,15 +268,17 @@ class MySQLEngine:
             with conn.cursor() as cur:
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {table} (name VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB")
                 cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (max(1, timeout),))
+                # timeout 0: NOWAIT, the answer at once (whether a live process holds it).
+                wait = " NOWAIT" if timeout <= 0 else ""
                 try:
                     cur.execute(f"SELECT 1 FROM {table} WHERE name = %s", (tenant.name,))  # noqa: S608
                     if cur.fetchone() is None:
                         cur.execute(f"INSERT IGNORE INTO {table} (name) VALUES (%s)", (tenant.name,))  # noqa: S608
                         conn.commit()
-                    cur.execute(f"SELECT name FROM {table} WHERE name = %s FOR UPDATE", (tenant.name,))  # noqa: S608
+                    cur.execute(f"SELECT name FROM {table} WHERE name = %s FOR UPDATE{wait}", (tenant.name,))  # noqa: S608
                     acquired = True
                 except MySQLdb.OperationalError as exc:
-                    if exc.args[0] != _LOCK_WAIT_TIMEOUT:
+                    if exc.args[0] not in _LOCK_NOT_GRANTED:
                         raise
                     acquired = False
             yield acquired
@@ -394,6 +397,34 @@ class MySQLEngine:
             raise RestoreError(f"Restoring {tenant.name} failed; its data was left as it was: {exc}") from exc
         finally:
             conn.close()
+
+    # --- moving a tenant (`mysql_moves`) ----------------------------------------------------------
+
+    def privileges_set(self, tenant: TenantInfo, *, access: str) -> None:
+        from m3saas.engines import mysql_moves
+
+        mysql_moves.privileges_set(tenant, access=access)
+
+    def database_clear(self, tenant: TenantInfo) -> None:
+        from m3saas.engines import mysql_moves
+
+        mysql_moves.database_clear(tenant)
+
+    def database_copy(self, source: TenantInfo, target: TenantInfo) -> None:
+        from m3saas.engines import mysql_moves
+
+        mysql_moves.database_copy(source, target)
+
+    def database_fingerprint(self, tenant: TenantInfo) -> dict[str, str]:
+        from m3saas.engines import mysql_moves
+
+        return mysql_moves.database_fingerprint(tenant)
+
+    def is_write_refused(self, error: BaseException) -> bool:
+        from m3saas.engines.mysql_moves import WRITE_REFUSED_ERRORS
+
+        code = error.args[0] if error.args else None
+        return isinstance(code, int) and code in WRITE_REFUSED_ERRORS
 
 
 # --- client tools --------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from m3saas.engines.base import (
     OWNER_TABLE,
     BackupError,
     BackupMismatchError,
+    MoveError,
     database_unclaimed,
     owner_mark_claim,
     refuse_master,
@@ -36,6 +37,7 @@ META_TABLE = "m3saas_backup"
 # Error messages that mean "the database cannot be used now", not "the query is wrong".
 _UNREACHABLE_MESSAGES = ("unable to open database file", "database is locked", "disk i/o error")
 _MAGIC = b"SQLite format 3\x00"
+ONE_SERVER = "SQLite keeps every tenant database in one folder: there is no other server to move a tenant to."
 
 
 def _tenant_path(config: Config, name: str) -> Path:
@@ -104,11 +106,15 @@ class SQLiteEngine:
 
     @contextmanager
     def schema_lock(self, tenant: TenantInfo, *, timeout: int) -> Iterator[bool]:
-        """A lock file beside the tenant's database file (waits as long as it takes)."""
+        """A lock file beside the tenant's database file (waits as long as it takes; timeout 0: not at all)."""
         path = settings.M3SAAS_CONFIG.tenant_sqlite_dir / f"{tenant.name}.schema.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (fcntl.LOCK_NB if timeout <= 0 else 0))
+            except BlockingIOError:
+                yield False
+                return
             try:
                 yield True
             finally:
@@ -186,6 +192,23 @@ class SQLiteEngine:
         finally:
             source.close()
             connections[tenant.alias].close()
+
+    # --- moving a tenant: SQLite keeps every tenant in one folder, the one implicit server -----
+
+    def privileges_set(self, tenant: TenantInfo, *, access: str) -> None:
+        raise MoveError(ONE_SERVER)
+
+    def database_clear(self, tenant: TenantInfo) -> None:
+        raise MoveError(ONE_SERVER)
+
+    def database_copy(self, source: TenantInfo, target: TenantInfo) -> None:
+        raise MoveError(ONE_SERVER)
+
+    def database_fingerprint(self, tenant: TenantInfo) -> dict[str, str]:
+        raise MoveError(ONE_SERVER)
+
+    def is_write_refused(self, error: BaseException) -> bool:
+        return False  # SQLite has no users nor grants
 
 
 def _owner_mark_keep(dest: sqlite3.Connection, source: sqlite3.Connection) -> None:

@@ -32,6 +32,8 @@ class TenantInfo:
     backups: BackupLimits = DEFAULT_BACKUP_LIMITS
     # The database server the tenant's database lives on (`m3saas.servers.server_config`).
     server: str = DEFAULT_SERVER
+    # A move to another server is under way (`Tenant.moving`): its writes are refused with a 503.
+    moving: bool = False
 
     @property
     def alias(self) -> str:

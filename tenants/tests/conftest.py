@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -38,3 +39,23 @@ def opened() -> Iterator[set[str]]:
     connection_created.connect(seen, weak=False)
     yield aliases
     connection_created.disconnect(seen)
+
+
+@pytest.fixture
+def movable(two_servers: str, make_tenant: Any) -> Iterator[Callable[..., TenantInfo]]:
+    """`movable(**make_tenant options)`: a ready tenant on the default server whose databases are
+    dropped on both servers afterwards (wherever a move left them)."""
+    made: list[TenantInfo] = []
+
+    def make(**options: Any) -> TenantInfo:
+        tenant = make_tenant(**options)
+        made.append(tenant)
+        return tenant
+
+    yield make
+    from m3saas.engines import engine
+    from m3saas.servers import DEFAULT_SERVER
+
+    for tenant in made:
+        for server in (DEFAULT_SERVER, two_servers):
+            engine().database_drop(replace(tenant, server=server))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
+import MySQLdb
 from django.db import connections
 
 from m3saas.engines import engine
+from m3saas.servers import server_config
 from m3saas.tenancy.connections import tenant_connection_register
 from m3saas.tenancy.info import TenantInfo
 
@@ -41,3 +44,29 @@ def migrations_of(tenant: TenantInfo) -> int:
 
     graph = MigrationLoader(None, ignore_no_migrations=True).graph
     return sum(1 for app, _ in graph.nodes if app in tenant.app_labels)
+
+
+# --- several servers (MariaDB pass): read a server with its admin account -------------------
+
+
+def admin(server: str) -> Any:
+    cfg = server_config(server)
+    return MySQLdb.connect(host=cfg.host, port=cfg.port, user=cfg.user, password=cfg.password, autocommit=True)
+
+
+def query(server: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = admin(server)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def databases(server: str) -> set[str]:
+    return {row[0] for row in query(server, "SHOW DATABASES")}
+
+
+def animals_on(server: str, tenant: TenantInfo, table: str = "test_v1_animal") -> list[str]:
+    return [row[0] for row in query(server, f"SELECT name FROM `{tenant.name}`.`{table}` ORDER BY id")]

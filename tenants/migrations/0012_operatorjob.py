@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0009_tenant_migration_fingerprint'),
+        ('tenants', '0011_tenant_moves'),
     ]
 
     operations = [

@@ -365,8 +365,9 @@ def scale_measure(run: Run) -> None:
         variants = [(few, few_paths, few_paths), (many, many_paths, many_paths), (zipf, zipf_paths, many_paths)]
         for r in range(p.rounds):
             for result, paths, warm in variants if r % 2 == 0 else reversed(variants):
-                # Warm-up: every tenant at least a few times, so both workers have resolved each of them.
-                load(run, warm, duration=max(p.warmup, 30.0), max_requests=max(4 * len(warm), 200), seed=100 + r)
+                # Warm-up: every tenant at least a few times, so both workers have resolved each of them
+                # (the request budget ends it; the time limit only guards a server that stopped answering).
+                load(run, warm, duration=max(p.warmup, 300.0), max_requests=max(4 * len(warm), 200), seed=100 + r)
                 sampler.reset()
                 result.add(load(run, paths, duration=p.duration, seed=r))
                 tenant_peak, master_peak = sampler.peak_tenant, sampler.peak_master

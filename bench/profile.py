@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", action="store_true", help="per-function own time, tenant vs plain")
     parser.add_argument("--callgrind", action="store_true", help="one variant's loop under callgrind only")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--tenants", type=int, default=3, help="tenants created (`--spread` wants hundreds)")
+    parser.add_argument("--spread", action="store_true", help="requests over 10 tenants against over all of them")
     parser.add_argument("--steps", action="store_true", help="each step of the tenant middleware alone, µs")
     parser.add_argument("--logins", action="store_true", help="a tenant login over TCP and over the Unix socket")
     parser.add_argument("--tail", action="store_true", help="per-request wall time tagged with its cause")
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     admin = MariaDBAdmin(host="127.0.0.1", port=3306, user="root", password="")
     params = Params.from_args(
         argparse.Namespace(
-            quick=True, tenants=3, few=1, duration=None, warmup=None, rounds=None, concurrency=None,
+            quick=True, tenants=args.tenants, few=1, duration=None, warmup=None, rounds=None, concurrency=None,
             samples=None, output=None, celery_workers="", broker="", only="",
         )
     )  # fmt: skip
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             _cprofile(app, variants, args.requests, args.top)
         if args.steps:
             _steps(tenant, key)
+        if args.spread:
+            _spread(app, run.tenants, args.requests, args.blocks)
         if args.logins:
             _logins(tenant, args.requests, args.blocks)
         if args.tail:
@@ -304,6 +308,41 @@ def _steps(tenant: Any, key: str) -> None:
                 step()
             values.append((time.thread_time() - began) / 2000 * 1e6)
         print(f"  {statistics.median(values):7.2f}  {label}")
+
+
+def _spread(app: Any, tenants: list[Any], count: int, blocks: int) -> None:
+    """Thread CPU per request spread over 10 tenants and over all, in one thread (figure 2 in-process),
+    with the logins each needs (`connection_created`)."""
+    from django.db.backends.signals import connection_created
+
+    logins: list[int] = [0]
+
+    def on_connect(sender: Any, connection: Any, **kwargs: Any) -> None:
+        logins[0] += 1
+
+    paths = [f"/{t.id}/test/v1/animals" for t in tenants]
+    mixes = {"10 tenants": paths[:10], f"{len(paths)} tenants": paths}
+    for mix in mixes.values():
+        for path in mix * 2:
+            serve(app, path, {}, 1)  # every tenant resolved and verified once
+    connection_created.connect(on_connect)
+    try:
+        cpu: dict[str, list[float]] = {name: [] for name in mixes}
+        done: dict[str, list[int]] = {name: [0, 0] for name in mixes}
+        for block in range(blocks):
+            for name, mix in mixes.items() if block % 2 == 0 else reversed(mixes.items()):
+                logins[0] = 0
+                began = time.thread_time()
+                for i in range(count):
+                    serve(app, mix[i % len(mix)], {}, 1)
+                cpu[name].append((time.thread_time() - began) / count * 1e6)
+                done[name][0] += count
+                done[name][1] += logins[0]
+    finally:
+        connection_created.disconnect(on_connect)
+    print("\nspread over tenants, one thread, thread CPU µs per request (median of blocks):")
+    for name, values in cpu.items():
+        print(f"  {name:14s} {statistics.median(values):8.1f}  logins per request {done[name][1] / done[name][0]:.2f}")
 
 
 def _logins(tenant: Any, count: int, blocks: int) -> None:

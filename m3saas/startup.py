@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from m3saas.conf import ConfigError
+from m3saas.exceptions import ApplicationError
 
 EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 1
@@ -82,11 +83,16 @@ def fail(message: str, code: int) -> NoReturn:
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Turn a configuration error or an unreachable master database into one line and an exit code."""
+    """Turn a configuration error, an unreachable master database or an error an operator can act
+    on (`ApplicationError`, e.g. a tenant password no configured key opens) into one line and an
+    exit code."""
     try:
         yield
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
+    except ApplicationError as exc:
+        sys.stderr.write(f"Error: {exc.message}\n")
+        raise SystemExit(1) from None
     except DatabaseError as exc:
         message = database_unreachable_message(exc)
         if message is None:

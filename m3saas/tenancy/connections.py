@@ -14,6 +14,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import ConnectionHandler
 
 from m3saas.engines import engine
+from m3saas.passwords import PasswordKeyError
 from m3saas.servers import DEFAULT_SERVER, ServerUnknownError, server_config
 from m3saas.tenancy.directory import tenant_directory
 from m3saas.tenancy.info import TenantInfo
@@ -164,9 +165,12 @@ def tenant_database_settings(
 ) -> dict[str, Any]:
     """A complete `DATABASES` entry for a tenant database on `server` (`password`: the stored
     token; None: no database password yet, nothing decrypted)."""
-    entry = engine().tenant_settings(
-        settings.M3SAAS_CONFIG, name=name, user=user, password=password, server=server_config(server)
-    )
+    try:
+        entry = engine().tenant_settings(
+            settings.M3SAAS_CONFIG, name=name, user=user, password=password, server=server_config(server)
+        )
+    except PasswordKeyError as exc:
+        raise PasswordKeyError(f"Tenant {name!r}: {exc.message}") from None
     entry[SERVER_KEY] = server or DEFAULT_SERVER
     entry["CONN_MAX_AGE"] = settings.TENANT_CONN_MAX_AGE
     entry["CONN_HEALTH_CHECKS"] = True

@@ -22,8 +22,9 @@ from m3saas.tenancy.info import TenantInfo
 
 logger = logging.getLogger(__name__)
 
-# (tenant id, database name) pairs whose mark this process has seen to be theirs.
-_verified: set[tuple[int, str]] = set()
+# (tenant id, database name, server) whose mark this process has seen to be theirs: a tenant
+# moved to another server is checked again there.
+_verified: set[tuple[int, str, str]] = set()
 
 
 class TenantUnavailableError(ServiceUnavailableError):
@@ -38,7 +39,7 @@ def tenant_owner_verify(tenant: TenantInfo) -> None:
     installation ids) is accepted here: the caller serves only tenants this master has ready,
     which is the rule provisioning upgrades such a mark by.
     """
-    key = (tenant.id, tenant.name)
+    key = (tenant.id, tenant.name, tenant.server)
     if key in _verified:
         return
     installation = installation_id()

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 import m3saas.engines.base
 from m3saas.passwords import PasswordKeyError
+from m3saas.startup import one_line_errors
 from m3saas.tenancy.connections import (
     tenant_connection_register,
     tenant_connection_unregister,
@@ -164,6 +165,25 @@ def test_a_tenant_whose_password_no_key_opens_is_registered_and_fails_on_connect
         connections[fine.alias].ensure_connection()
     finally:
         tenant_connections_close()
+
+
+@pytest.mark.mariadb
+def test_a_command_on_a_tenant_whose_password_no_key_opens_is_one_line_naming_it(make_tenant, capsys):
+    """`manage.py migrate --database <tenant>` (manage.py wraps every command in `one_line_errors`)."""
+    unreadable = make_tenant()
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"someone else's").decode()
+    Tenant.objects.filter(pk=unreadable.id).update(password=foreign)
+    tenant_connection_unregister(unreadable.alias)
+    tenant_connections_register_all()
+    try:
+        with pytest.raises(SystemExit) as exited, one_line_errors():
+            call_command("migrate", database=unreadable.alias, verbosity=0)
+    finally:
+        tenant_connections_close()
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("Error: ") and "cannot be decrypted" in err and "tenantPasswordKeys" in err
 
 
 def test_a_password_change_or_an_upgrade_still_opens_that_tenant_and_no_other(make_tenant, opened):

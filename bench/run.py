@@ -28,6 +28,7 @@ from bench.measures import (
     statements_measure,
     tenants_create,
 )
+from bench.placement import placement_measure, second_server_close, second_server_ensure
 from bench.report import Report
 from bench.server import (
     Run,
@@ -87,6 +88,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db-port", type=int, default=int(os.environ.get("BENCH_DB_PORT", "3306")))
     parser.add_argument("--db-user", default=os.environ.get("BENCH_DB_USER", "root"))
     parser.add_argument("--db-password", default=os.environ.get("BENCH_DB_PASSWORD", ""))
+    parser.add_argument("--db2-host", default=os.environ.get("BENCH_DB2_HOST", "127.0.0.1"), help="figure 7's server")
+    parser.add_argument("--db2-port", type=int, default=int(os.environ.get("BENCH_DB2_PORT", "3307")))
+    parser.add_argument("--db2-user", default=os.environ.get("BENCH_DB2_USER", "root"))
+    parser.add_argument("--db2-password", default=os.environ.get("BENCH_DB2_PASSWORD", ""))
     return parser.parse_args(argv)
 
 
@@ -123,11 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     log(f"run {run.prefix}: {params.tenants} tenants, {machine.describe()}, load {report.load_before}")
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop)
-    configure(run, db)
     p = params
+    db2 = {"host": args.db2_host, "port": args.db2_port, "user": args.db2_user, "password": args.db2_password}
+    db2_admin = MariaDBAdmin(**db2) if p.measures(7) else None
+    second = None
+    if db2_admin is not None:
+        try:
+            second = second_server_ensure(db2)
+        except BenchError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+    configure(run, db, db2 if db2_admin is not None else None)
     began = time.perf_counter()
     try:
         master_prepare(run)
+        if db2_admin is not None:
+            second_server_close()
         tenants_create(run)
         if p.measures(6):
             workers_measure(run)
@@ -143,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             overhead_measure(run)
         if p.measures(2):
             scale_measure(run)
+        if db2_admin is not None:
+            placement_measure(run, db2_admin)
     except BenchError as exc:
         print(f"bench: FAILED: {exc}", file=sys.stderr)
         return 1
@@ -152,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server_stop(run)
         cleanup(run)
+        if db2_admin is not None:
+            databases, users = db2_admin.sweep(run.prefix)
+            log(f"clean-up on db2: dropped {databases} databases and {users} users")
+        if second is not None:
+            second.stop()
     report.load_after = load_average()
     report.write(params.output)
     log(f"done in {time.perf_counter() - began:.0f} s; report written to {params.output}")

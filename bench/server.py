@@ -46,8 +46,9 @@ class Run:
         return f"{self.prefix}_t{index:04d}"
 
 
-def configure(run: Run, db: dict[str, Any]) -> None:
-    """Write the bench config and point this process (and the server it starts) at it."""
+def configure(run: Run, db: dict[str, Any], db2: dict[str, Any] | None = None) -> None:
+    """Write the bench config and point this process (and the server it starts) at it; `db2`: a
+    second database server in `tenants.servers` (figure 7)."""
     config = {
         "sub_directory": "",
         "dbSalt": secrets.token_hex(8),
@@ -64,6 +65,8 @@ def configure(run: Run, db: dict[str, Any]) -> None:
             "backup": {"perDay": 1, "max": 10},
         },
     }
+    if db2 is not None:
+        config["tenants"]["servers"] = {"db2": {key: db2[key] for key in ("host", "port", "user", "password")}}  # type: ignore[index]
     path = run.workdir / "config.json"
     path.write_text(json.dumps(config, indent=2))
     os.environ.update(

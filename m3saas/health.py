@@ -1,7 +1,11 @@
-"""`GET /health`: the master database, the broker (when configured) and the version.
+"""`GET /health`: the master database, every database server, the broker (when configured)
+and the version.
 
-200 when every check passes, 503 naming what failed. It never needs a tenant and never
-shows a host, a user or an error text (those go to the log).
+200 when every check passes, 503 naming what failed (`server db2`). It never needs a tenant
+and never shows a host, a user or an error text (those go to the log). The default server is
+the master's: `servers.default` repeats the `database` check rather than opening another
+connection. A server that is down makes `/health` 503 while the tenants on the other servers
+keep answering (only its own tenants answer 503, `database_unavailable`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from rest_framework.views import APIView
 
 import m3saas
 from m3saas.api import error_body
+from m3saas.engines import engine
+from m3saas.servers import DEFAULT_SERVER, server_configs
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +61,33 @@ def broker_status() -> str:
         return UNAVAILABLE
 
 
+def server_statuses(*, master: str) -> dict[str, str]:
+    """Each configured database server's status, by name; the default one's is `master`'s."""
+    statuses: dict[str, str] = {}
+    for server in server_configs():
+        if server.name == DEFAULT_SERVER:
+            statuses[server.name] = master
+            continue
+        problem = engine().server_problem(server)
+        if problem:
+            logger.warning("health: database server %r unavailable: %s", server.name, problem)
+        statuses[server.name] = UNAVAILABLE if problem else OK
+    return statuses
+
+
 def health_report() -> tuple[dict[str, Any], bool]:
     """The report's body and whether everything is well."""
     checks = {"database": database_status(), "mqtt": broker_status()}
+    servers = server_statuses(master=checks["database"])
     failing = [name for name, status in checks.items() if status == UNAVAILABLE]
+    failing += [
+        f"server {name}" for name, status in servers.items() if status == UNAVAILABLE and name != DEFAULT_SERVER
+    ]
     body: dict[str, Any] = {
         "status": UNAVAILABLE if failing else OK,
         "version": m3saas.__version__,
         "checks": checks,
+        "servers": servers,
     }
     if failing:
         body.update(error_body("unhealthy", f"Unavailable: {', '.join(failing)}."))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -152,6 +153,16 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.id})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A new tenant is placed (`tenants.servers.server_place`: its named server, checked, else by
+        capacity) whichever way it is made (service, seed file, admin, shell): never on a full,
+        closed or unconfigured server. Raises `ApplicationError` subclasses, nothing saved."""
+        if self._state.adding:
+            from tenants.servers import server_place
+
+            self.server = server_place(name=self.server_id)
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         validate_not_master(name=self.name, user=self.user)

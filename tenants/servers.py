@@ -13,14 +13,32 @@ be open, usable and not full. Full, draining or closed servers are never chosen.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Count, Q
 
+from m3saas.engines import engine
 from m3saas.exceptions import ApplicationError
 from m3saas.servers import DEFAULT_SERVER, ServerUnknownError, server_config, server_configs
 from tenants.models import DatabaseServer, Tenant
+
+# The server `server_place()` picks when a caller names none (`seed --server`); None: by capacity.
+_preferred: ContextVar[str | None] = ContextVar("m3saas_server_preferred", default=None)
+
+
+@contextmanager
+def server_preferred(name: str | None) -> Iterator[None]:
+    """Within the block, tenants made without a server go to `name` (checked as a named server is)."""
+    token = _preferred.set(name or None)
+    try:
+        yield
+    finally:
+        _preferred.reset(token)
 
 
 class ServerNotFoundError(ApplicationError):
@@ -116,6 +134,15 @@ def server_configured(name: str) -> bool:
     return True
 
 
+def server_problem(name: str) -> str | None:
+    """Why server `name` cannot be used now: not in the config, or unreachable (None: it answers)."""
+    try:
+        server = server_config(name)
+    except ServerUnknownError as exc:
+        return exc.message
+    return engine().server_problem(server)
+
+
 def _summaries(rows: list[DatabaseServer]) -> list[ServerSummary]:
     counts = _tenant_counts()
     return [
@@ -147,10 +174,15 @@ def server_place(*, name: str | None = None) -> DatabaseServer:
     most free capacity. Raises `ServerNotFoundError` / `ServerUnavailableError`.
 
     Call it inside the transaction that saves the tenant: the server rows stay locked (MySQL)
-    until it ends, so two creations at once cannot both take a server's last place.
+    until it ends, so two creations at once cannot both take a server's last place (outside a
+    transaction the rows are read unlocked). Inside `server_preferred(x)`, no `name` means `x`.
     """
+    name = name or _preferred.get()
     servers_sync()
-    locked = list(DatabaseServer.objects.select_for_update().order_by("name"))
+    rows_query = DatabaseServer.objects.order_by("name")
+    if transaction.get_connection(DEFAULT_DB_ALIAS).in_atomic_block:
+        rows_query = rows_query.select_for_update()
+    locked = list(rows_query)
     rows = {row.name: row for row in locked}
     summaries = {s.name: s for s in _summaries(locked)}
     if name:

@@ -44,7 +44,6 @@ from subscriptions.models import Subscription
 from subscriptions.services import subscription_create
 from tenants.models import Tenant, TenantMigrationRun
 from tenants.selectors import tenant_info_fresh, tenant_info_from_row, tenant_info_get, tenant_info_list_resolved
-from tenants.servers import server_place
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +116,9 @@ def tenant_create(
     tenant = Tenant(
         id=id, name=name, user=user, password=password, per_day_backups=per_day_backups, max_backups=max_backups
     )
-    tenant.full_clean(exclude=["server"])
+    tenant.full_clean(exclude=["server"])  # the server is checked by the placement, in `save()`
+    tenant.server_id = server or None
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        tenant.server = server_place(name=server)
         tenant.save()
     if settings.AUTO_MIGRATION if provision is None else provision:
         result = tenant_migrate(tenant=tenant_info_from_row(tenant), seed=Seeding.MAIN, trigger=Trigger.CODE)

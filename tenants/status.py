@@ -13,6 +13,7 @@ from django.utils import timezone
 from m3saas.traffic import TenantTraffic, traffic_flush, traffic_list
 from tenants.backup_files import backups_list_all
 from tenants.models import Tenant, TenantMigrationRun
+from tenants.servers import ServerSummary, server_list
 
 # A scheduled run takes a while: a backup is late only past its interval and this much more.
 BACKUP_GRACE = timedelta(hours=1)
@@ -38,6 +39,9 @@ class LateBackup:
 class ServerCount:
     server: str
     states: dict[str, int]
+    address: str = ""
+    state: str = ""
+    capacity: str = ""
 
     @property
     def total(self) -> int:
@@ -61,12 +65,12 @@ class TrafficRow:
     bars: list[Bar]
 
 
-def tenant_server(tenant: Tenant) -> str:
-    """The database server that holds `tenant`'s database (one configured server today)."""
-    database = settings.M3SAAS_CONFIG.database
-    if database.host:
-        return f"{database.backend} {database.host}:{database.port}"
-    return f"{database.backend} files under {settings.M3SAAS_CONFIG.var_dir}"
+def server_address(summary: ServerSummary) -> str:
+    """Where the server is, as an operator recognises it (never its account)."""
+    backend = settings.M3SAAS_CONFIG.database.backend
+    if summary.port:
+        return f"{backend} {summary.host}:{summary.port}"
+    return f"{backend} files under {summary.host or settings.M3SAAS_CONFIG.var_dir}"
 
 
 def tenants_by_state() -> dict[str, int]:
@@ -121,11 +125,23 @@ def backups_late_list(*, now: datetime | None = None) -> list[LateBackup]:
 
 
 def servers_list(tenants: list[Tenant]) -> list[ServerCount]:
+    """Every server of the registry (those without tenants too), its tenants counted by state."""
     found: dict[str, dict[str, int]] = {}
     for tenant in tenants:
-        states = found.setdefault(tenant_server(tenant), dict.fromkeys(Tenant.SchemaState.values, 0))
+        states = found.setdefault(tenant.server_name, dict.fromkeys(Tenant.SchemaState.values, 0))
         states[tenant.schema_state] += 1
-    return [ServerCount(server=s, states=states) for s, states in sorted(found.items())]
+    rows = []
+    for summary in server_list():
+        rows.append(
+            ServerCount(
+                server=summary.name,
+                states=found.pop(summary.name, dict.fromkeys(Tenant.SchemaState.values, 0)),
+                address=server_address(summary),
+                state=summary.state if summary.configured else f"{summary.state}, not in the config file",
+                capacity="unlimited" if summary.capacity < 1 else str(summary.capacity),
+            )
+        )
+    return rows
 
 
 def traffic_rows(tenants: list[Tenant], *, now: float | None = None) -> list[TrafficRow]:

@@ -429,7 +429,10 @@ def test_start_sequence_is_idempotent_and_gunicorn_serves_the_demo_tenant(tmp_pa
     assert "applied" not in second.stdout.replace("0 applied", "")
 
     base = gunicorn(env)
-    assert _get(f"{base}/health") == (200, {"status": "ok", "version": _version(), "checks": _ok_checks()})
+    assert _get(f"{base}/health") == (
+        200,
+        {"status": "ok", "version": _version(), "checks": _ok_checks(), "servers": {"default": "ok"}},
+    )
     key = _api_key(env, "1")
     status, animals = _get(f"{base}/1/test/v1/animals", key)
     assert status == 200 and isinstance(animals, list)

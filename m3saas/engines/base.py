@@ -94,6 +94,10 @@ class Engine(Protocol):
         passed first (0: at once, without waiting). Released when the holder's process dies."""
         ...
 
+    def server_problem(self, server: ServerConfig) -> str | None:
+        """Why `server` cannot be reached with its account now (None: it answers)."""
+        ...
+
     def is_unavailable(self, error: BaseException) -> bool:
         """Whether the driver's `error` says the server cannot be reached (not that the query is wrong)."""
         ...

@@ -41,7 +41,7 @@ from m3saas.engines.base import (
     refuse_master,
     tenant_db_password,
 )
-from m3saas.exceptions import ApplicationError, ProvisioningError
+from m3saas.exceptions import ApplicationError, ProvisioningError, ServiceUnavailableError
 from m3saas.identifiers import grant_pattern, quote_mysql_identifier, validate_user_name
 from m3saas.servers import server_config
 from m3saas.tenancy.info import TenantInfo
@@ -283,6 +283,20 @@ class MySQLEngine:
             yield acquired
         finally:
             conn.close()  # ends the transaction, and with it the row lock
+
+    def server_problem(self, server: ServerConfig) -> str | None:
+        try:
+            conn = admin_connect(error=ServiceUnavailableError, server=server)
+        except ServiceUnavailableError as exc:
+            return exc.message
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        except _driver_errors() as exc:
+            return f"Database server {server.name!r} ({server.address}) does not answer: {exc}"
+        finally:
+            conn.close()
+        return None
 
     def is_unavailable(self, error: BaseException) -> bool:
         code = error.args[0] if error.args else None

@@ -7,6 +7,7 @@ Backups use SQLite's online backup API; a backup is a copy of the database with 
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -118,6 +119,17 @@ class SQLiteEngine:
                 yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def server_problem(self, server: ServerConfig) -> str | None:
+        """The implicit server is the tenants' folder: it must be (or be made) a writable folder."""
+        folder = settings.M3SAAS_CONFIG.tenant_sqlite_dir
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"The tenant folder {folder} cannot be made: {exc.strerror or exc}"
+        if not os.access(folder, os.W_OK):
+            return f"The tenant folder {folder} is not writable."
+        return None
 
     def is_unavailable(self, error: BaseException) -> bool:
         message = error.args[0] if error.args else None

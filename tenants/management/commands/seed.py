@@ -13,6 +13,7 @@ from m3saas.seeding import SeedAction, SeedReport, seeds_run
 from m3saas.tenancy.each import TenantOutcome
 from tenants.models import TenantMigrationRun
 from tenants.seeding import seeds_run_all_tenants
+from tenants.servers import server_preferred, servers_sync
 from tenants.services import tenants_auto_migrate_pending
 
 
@@ -51,6 +52,12 @@ class Command(PlatformCommand):
             help="'default' (the master, the default) or a tenant's id or name.",
         )
         target.add_argument("--all-tenants", action="store_true", help="Every tenant database, one after another.")
+        parser.add_argument(
+            "--server",
+            metavar="NAME",
+            help="Master seeds: tenants they add without a 'server' go to this database server "
+            "(default: the open server with the most free capacity).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = SeedAction.MAIN
@@ -68,8 +75,13 @@ class Command(PlatformCommand):
                 database = tenant_get(database).name
             except CommandError as exc:
                 raise CommandError(f"{exc} Give 'default' for the master database.") from None
+        if options["server"] and database != DEFAULT_DB_ALIAS:
+            raise CommandError("--server places the tenants the master seeds add; it needs --database=default.")
         try:
-            report = seeds_run(alias=database, action=action, force=force)
+            if database == DEFAULT_DB_ALIAS:
+                servers_sync()  # a seed's `server` must name an existing row
+            with server_preferred(options["server"]):
+                report = seeds_run(alias=database, action=action, force=force)
         except ApplicationError as exc:
             raise CommandError(f"{database}: {exc.message}") from exc
         self.stdout.write(f"{database}: {describe(action, report)}")

@@ -63,8 +63,8 @@ class Params:
         )
         if params.few < 1 or params.tenants <= params.few:
             raise BenchError(f"--tenants ({params.tenants}) must be above --few ({params.few}), which is at least 1")
-        if params.only - set(range(1, 8)):
-            raise BenchError(f"--only takes figure numbers 1-7, not {sorted(params.only)}")
+        if params.only - set(range(1, 9)):
+            raise BenchError(f"--only takes figure numbers 1-8, not {sorted(params.only)}")
         return params
 
     def measures(self, figure: int) -> bool:

@@ -28,6 +28,7 @@ from bench.measures import (
     statements_measure,
     tenants_create,
 )
+from bench.move import move_measure
 from bench.placement import placement_measure, second_server_close, second_server_ensure
 from bench.report import Report
 from bench.server import (
@@ -100,7 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db-port", type=int, default=int(os.environ.get("BENCH_DB_PORT", "3306")))
     parser.add_argument("--db-user", default=os.environ.get("BENCH_DB_USER", "root"))
     parser.add_argument("--db-password", default=os.environ.get("BENCH_DB_PASSWORD", ""))
-    parser.add_argument("--db2-host", default=os.environ.get("BENCH_DB2_HOST", "127.0.0.1"), help="figure 7's server")
+    parser.add_argument(
+        "--db2-host", default=os.environ.get("BENCH_DB2_HOST", "127.0.0.1"), help="figures 7 and 8's server"
+    )
     parser.add_argument("--db2-port", type=int, default=int(os.environ.get("BENCH_DB2_PORT", "3307")))
     parser.add_argument("--db2-user", default=os.environ.get("BENCH_DB2_USER", "root"))
     parser.add_argument("--db2-password", default=os.environ.get("BENCH_DB2_PASSWORD", ""))
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, _stop)
     p = params
     db2 = {"host": args.db2_host, "port": args.db2_port, "user": args.db2_user, "password": args.db2_password}
-    db2_admin = MariaDBAdmin(**db2) if p.measures(7) else None
+    # Figures 7 and 8 need the second server.
+    db2_admin = MariaDBAdmin(**db2) if p.measures(7) or p.measures(8) else None
     second = None
     if db2_admin is not None:
         try:
@@ -171,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             overhead_measure(run)
         if p.measures(2):
             scale_measure(run)
-        if db2_admin is not None:
+        if db2_admin is not None and p.measures(7):
             placement_measure(run, db2_admin)
+        if db2_admin is not None and p.measures(8):
+            move_measure(run, db2_admin)
     except BenchError as exc:
         print(f"bench: FAILED: {exc}", file=sys.stderr)
         return 1

@@ -47,14 +47,21 @@ def movable(two_servers: str, make_tenant: Any) -> Iterator[Callable[..., Tenant
     dropped on both servers afterwards (wherever a move left them)."""
     made: list[TenantInfo] = []
 
+    from m3saas.servers import DEFAULT_SERVER
+    from tenants.models import DatabaseServer
+    from tenants.servers import servers_sync
+
+    servers_sync()
+
     def make(**options: Any) -> TenantInfo:
+        # On the default server, whatever placement would choose (db2 is the emptier one).
+        options.setdefault("server", DatabaseServer.objects.get(name=DEFAULT_SERVER))
         tenant = make_tenant(**options)
         made.append(tenant)
         return tenant
 
     yield make
     from m3saas.engines import engine
-    from m3saas.servers import DEFAULT_SERVER
 
     for tenant in made:
         for server in (DEFAULT_SERVER, two_servers):

@@ -324,7 +324,15 @@ class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return format_html('<ul>{}</ul><a href="{}?tenant={}">Add an API key</a>', rows, add, obj.pk)
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
+        if change:
+            # Only what the form changed: the server, the moving flag and the schema state belong
+            # to the services (a move may switch the tenant's server while the form is being saved).
+            own = {field.name for field in obj._meta.concrete_fields}
+            fields = [name for name in form.changed_data if name in own]
+            if fields:
+                obj.save(update_fields=fields)
+        else:
+            super().save_model(request, obj, form, change)
         if change and "password" in form.changed_data:
             # The database user's password follows on the next provisioning.
             tenants_schema_mark_pending(tenant_ids=[obj.pk])

@@ -78,3 +78,40 @@ def test_admin_refuses_a_subscription_without_installed_code(operator, make_tena
     assert response.status_code == 200
     assert f"Module &#x27;{module_name}&#x27; v{version} is not installed" in response.content.decode()
     assert not Subscription.objects.filter(tenant_id=tenant.id).exists()
+
+
+def test_an_admin_save_writes_only_what_its_form_changed(operator, make_tenant, settings):
+    """A move may flag or switch the tenant while its change form is being saved (here: between
+    the admin's read of the row and its write): the form's save must not undo that."""
+    from django.db.models.signals import pre_save
+
+    settings.AUTO_MIGRATION = False
+    tenant = make_tenant(provision=False)
+    row = Tenant.objects.get(pk=tenant.id)
+    fired: list[int] = []
+
+    def a_move_starts(sender, instance, **kwargs):
+        if instance.pk == tenant.id and not fired:
+            fired.append(instance.pk)
+            Tenant.objects.filter(pk=tenant.id).update(moving=True)
+
+    pre_save.connect(a_move_starts, sender=Tenant)
+    try:
+        response = operator.post(
+            f"/admin/tenants/tenant/{tenant.id}/change/",
+            {
+                "password": "",
+                "per_day_backups": row.per_day_backups,
+                "max_backups": row.max_backups,
+                "rate_limit": "50/min",
+                "subscriptions-TOTAL_FORMS": 0,
+                "subscriptions-INITIAL_FORMS": 0,
+            },
+        )
+    finally:
+        pre_save.disconnect(a_move_starts, sender=Tenant)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert fired == [tenant.id]
+    saved = Tenant.objects.get(pk=tenant.id)
+    assert saved.rate_limit == "50/min"
+    assert saved.moving is True

@@ -91,7 +91,7 @@ def tenant_info_list() -> list[TenantInfo]:
 def tenant_server_names() -> set[str]:
     """The servers holding at least one tenant (a blank server is the default one)."""
     names = Tenant.objects.values_list("server", flat=True).distinct().order_by()
-    return {name or DEFAULT_SERVER for name in names}
+    return {str(name) if name else DEFAULT_SERVER for name in names}
 
 
 class TenantDirectory:

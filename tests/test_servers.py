@@ -28,8 +28,8 @@ from rest_framework.test import APIClient
 from m3saas.conf import ServerConfig
 from m3saas.engines import tenant_db_password
 from m3saas.servers import DEFAULT_SERVER, server_config
-from m3saas.tenancy.each import tenant_connections_close
 from m3saas.tenancy.context import use_tenant
+from m3saas.tenancy.each import tenant_connections_close
 from modules.test.v1.models import Animal
 from tenants.backups import backup_create, backup_restore, backup_target_tenant
 from tenants.models import DatabaseServer, Tenant
@@ -324,7 +324,8 @@ def test_health_logs_in_to_a_server_once_in_a_while(two_servers: str, client: An
     """An unauthenticated flood of `/health` does not log in to every server each time."""
     up = server_config(two_servers)
     with TcpProxy((up.host, up.port)) as proxy:
-        settings.M3SAAS_CONFIG = replace(settings.M3SAAS_CONFIG, servers=(replace(up, host="127.0.0.1", port=proxy.port),))
+        proxied = replace(up, host="127.0.0.1", port=proxy.port)
+        settings.M3SAAS_CONFIG = replace(settings.M3SAAS_CONFIG, servers=(proxied,))
         for _ in range(10):
             health = client.get("/health")
             assert health.status_code == 200

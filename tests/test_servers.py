@@ -196,6 +196,17 @@ def test_backup_and_restore_of_a_tenant_on_the_second_server(two_servers: str, m
     assert tenant.name not in _databases(DEFAULT_SERVER)
 
 
+def _server_out(refused: Any, client: Any, *, code: str, server: str) -> Any:
+    """The tenant's request was refused 503 `code`, and `/health` is 503 naming `server`; its response."""
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == code
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["servers"] == {DEFAULT_SERVER: "ok", server: "unavailable"}
+    assert health.json()["error"]["message"] == f"Unavailable: server {server}."
+    return health
+
+
 def test_one_server_down_the_others_tenants_keep_answering(
     two_servers: str, make_tenant: Any, tenant_client: Any, client: Any, settings: Any
 ):
@@ -210,12 +221,7 @@ def test_one_server_down_the_others_tenants_keep_answering(
     settings.M3SAAS_CONFIG = replace(settings.M3SAAS_CONFIG, servers=(down,))
     assert near_client.get(f"/{near.id}/test/v1/animals").status_code == 200
     refused = far_client.get(f"/{far.id}/test/v1/animals")
-    assert refused.status_code == 503
-    assert refused.json()["error"]["code"] == "database_unavailable"
-    health = client.get("/health")
-    assert health.status_code == 503
-    assert health.json()["servers"] == {DEFAULT_SERVER: "ok", two_servers: "unavailable"}
-    assert health.json()["error"]["message"] == f"Unavailable: server {two_servers}."
+    health = _server_out(refused, client, code="database_unavailable", server=two_servers)
     assert str(down.port) not in health.content.decode()
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError, match=two_servers):
@@ -342,11 +348,6 @@ def test_a_server_dropped_from_the_config_that_holds_tenants_makes_health_503(
     try:
         tenant_connections_close()
         refused = tenant_client(tenant).get(f"/{tenant.id}/test/v1/animals")
-        assert refused.status_code == 503
-        assert refused.json()["error"]["code"] == "server_unknown"
-        health = client.get("/health")
-        assert health.status_code == 503
-        assert health.json()["servers"] == {DEFAULT_SERVER: "ok", two_servers: "unavailable"}
-        assert health.json()["error"]["message"] == f"Unavailable: server {two_servers}."
+        _server_out(refused, client, code="server_unknown", server=two_servers)
     finally:
         settings.M3SAAS_CONFIG = full  # the clean-up drops the tenant's database on db2

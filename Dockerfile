@@ -42,7 +42,9 @@ USER m3saas
 # (net.ipv4.ip_unprivileged_port_start=0 in the container's network namespace);
 # docker-compose.yml sets that sysctl explicitly.
 EXPOSE 80
+# The master database only: one tenant database server down must not mark every app container
+# unhealthy (its tenants answer 503; the full `/health` names it for monitoring).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '80'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health?scope=master' % os.environ.get('PORT', '80'), timeout=4)"]
 ENTRYPOINT ["/app/bin/docker-entrypoint.sh"]
 CMD ["web"]

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from m3saas.conf import BackupLimits
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
+from m3saas.servers import DEFAULT_SERVER
 from m3saas.tenancy.cache import master_cached
 from m3saas.tenancy.info import TenantInfo
 from subscriptions.selectors import dependency_graph, resolve_modules, subscriptions_by_tenant, tenant_subscriptions
@@ -87,6 +88,12 @@ def tenant_info_list() -> list[TenantInfo]:
     return [_info(t, graph, subscriptions.get(t.id, [])) for t in tenants]
 
 
+def tenant_server_names() -> set[str]:
+    """The servers holding at least one tenant (a blank server is the default one)."""
+    names = Tenant.objects.values_list("server", flat=True).distinct().order_by()
+    return {str(name) if name else DEFAULT_SERVER for name in names}
+
+
 class TenantDirectory:
     """The platform's view of the tenant registry (`settings.M3SAAS_TENANT_DIRECTORY`)."""
 
@@ -98,3 +105,6 @@ class TenantDirectory:
 
     def all(self) -> list[TenantInfo]:
         return tenant_info_list()
+
+    def server_names(self) -> set[str]:
+        return tenant_server_names()

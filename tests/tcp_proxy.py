@@ -14,6 +14,7 @@ class TcpProxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.port = 0
+        self.accepted = 0  # connections forwarded so far
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -66,6 +67,7 @@ class TcpProxy:
                 continue
             upstream.settimeout(None)
             with self._lock:
+                self.accepted += 1
                 self._sockets.update({client, upstream})
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()

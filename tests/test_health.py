@@ -1,12 +1,19 @@
-"""`GET /health`: the master database, the broker and the version; 503 naming what is down."""
+"""`GET /health`: the master database, the broker, the servers and the version; 503 naming what
+is down. `?scope=master`: the master database only (the container's health check)."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -16,6 +23,8 @@ from rest_framework.test import APIClient
 
 import m3saas
 from m3saas.conf import MQTTConfig
+from m3saas.servers import DEFAULT_SERVER
+from tenants.models import DatabaseServer, Tenant
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +37,18 @@ def _use_mqtt_config(monkeypatch: pytest.MonkeyPatch, mqtt: MQTTConfig | None) -
 @pytest.fixture
 def client() -> APIClient:
     return APIClient()
+
+
+def dockerfile_health_check_run(live_server: Any) -> subprocess.CompletedProcess[str]:
+    """The image's HEALTHCHECK command, run here with this interpreter against `live_server`."""
+    text = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text().replace("\\\n", " ")
+    found = re.search(r"^HEALTHCHECK\s.*?CMD\s+(\[.*\])\s*$", text, flags=re.MULTILINE)
+    assert found, "the Dockerfile has no HEALTHCHECK CMD"
+    command: list[str] = json.loads(found.group(1))
+    assert command[0] == "python"
+    port = live_server.url.rsplit(":", 1)[1]
+    env = {**os.environ, "PORT": port}
+    return subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, text=True, timeout=30)
 
 
 def _closed_port() -> int:
@@ -155,3 +176,54 @@ def test_post_to_health_is_405_json(client):
     response = client.post("/health")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_master_scope_checks_only_the_master(client, monkeypatch):
+    """The container's health check: a broker (or a tenant server) that is down leaves it 200."""
+    mqtt = MQTTConfig(host="127.0.0.1", port=_closed_port(), username="app", password="broker-secret")
+    _use_mqtt_config(monkeypatch, mqtt)
+    assert client.get("/health").status_code == 503
+    response = client.get("/health?scope=master")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": m3saas.__version__, "checks": {"database": "ok"}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_images_health_check_passes_with_the_broker_down(live_server, monkeypatch):
+    """Restarting the app would not bring the broker back: the container stays healthy."""
+    mqtt = MQTTConfig(host="127.0.0.1", port=_closed_port(), username="app", password="broker-secret")
+    _use_mqtt_config(monkeypatch, mqtt)
+    check = dockerfile_health_check_run(live_server)
+    assert check.returncode == 0, check.stderr
+
+
+def test_master_scope_is_503_when_the_master_is_down(client, master_outage):
+    cut, _ = master_outage
+    cut()
+    response = client.get("/health?scope=master")
+    assert response.status_code == 503
+    assert response.json()["error"] == {"code": "unhealthy", "message": "Unavailable: database."}
+
+
+def test_an_unknown_scope_is_400(client):
+    response = client.get("/health?scope=<everything>")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_scope"
+    assert "<everything>" not in response.content.decode()
+
+
+def test_a_server_holding_tenants_but_missing_from_the_config_is_unavailable(client, make_tenant):
+    """Its tenants answer 503 `server_unknown`: `/health` must not say all is well."""
+    tenant = make_tenant(provision=False)
+    assert client.get("/health").status_code == 200
+    DatabaseServer.objects.create(name="hlthgone", host="10.0.0.9", port=3306)
+    Tenant.objects.filter(pk=tenant.id).update(server="hlthgone")
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["servers"] == {DEFAULT_SERVER: "ok", "hlthgone": "unavailable"}
+    assert body["error"]["message"] == "Unavailable: server hlthgone."
+    assert "10.0.0.9" not in response.content.decode()
+    # A row without tenants harms no one: it is not reported.
+    Tenant.objects.filter(pk=tenant.id).update(server=None)
+    assert client.get("/health").json()["servers"] == {DEFAULT_SERVER: "ok"}

@@ -10,6 +10,7 @@ import io
 import json
 import re
 import socket
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -24,15 +25,19 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from m3saas.conf import ServerConfig
 from m3saas.engines import tenant_db_password
 from m3saas.servers import DEFAULT_SERVER, server_config
 from m3saas.tenancy.context import use_tenant
+from m3saas.tenancy.each import tenant_connections_close
 from modules.test.v1.models import Animal
 from tenants.backups import backup_create, backup_restore, backup_target_tenant
 from tenants.models import DatabaseServer, Tenant
 from tenants.selectors import tenant_info_fresh
 from tenants.servers import ServerNotFoundError, ServerUnavailableError, servers_sync
 from tenants.services import tenant_create, tenant_database_drop
+from tests.tcp_proxy import TcpProxy
+from tests.test_health import dockerfile_health_check_run
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.django_db(transaction=True)]
 
@@ -191,6 +196,17 @@ def test_backup_and_restore_of_a_tenant_on_the_second_server(two_servers: str, m
     assert tenant.name not in _databases(DEFAULT_SERVER)
 
 
+def _server_out(refused: Any, client: Any, *, code: str, server: str) -> Any:
+    """The tenant's request was refused 503 `code`, and `/health` is 503 naming `server`; its response."""
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == code
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["servers"] == {DEFAULT_SERVER: "ok", server: "unavailable"}
+    assert health.json()["error"]["message"] == f"Unavailable: server {server}."
+    return health
+
+
 def test_one_server_down_the_others_tenants_keep_answering(
     two_servers: str, make_tenant: Any, tenant_client: Any, client: Any, settings: Any
 ):
@@ -205,12 +221,7 @@ def test_one_server_down_the_others_tenants_keep_answering(
     settings.M3SAAS_CONFIG = replace(settings.M3SAAS_CONFIG, servers=(down,))
     assert near_client.get(f"/{near.id}/test/v1/animals").status_code == 200
     refused = far_client.get(f"/{far.id}/test/v1/animals")
-    assert refused.status_code == 503
-    assert refused.json()["error"]["code"] == "database_unavailable"
-    health = client.get("/health")
-    assert health.status_code == 503
-    assert health.json()["servers"] == {DEFAULT_SERVER: "ok", two_servers: "unavailable"}
-    assert health.json()["error"]["message"] == f"Unavailable: server {two_servers}."
+    health = _server_out(refused, client, code="database_unavailable", server=two_servers)
     assert str(down.port) not in health.content.decode()
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError, match=two_servers):
@@ -295,3 +306,48 @@ def test_admin_places_a_new_tenant_on_the_chosen_server_and_filters_by_it(two_se
     assert two_servers in servers_page and "closed" in servers_page
     status = admin_client.get("/admin/tenants/tenant/status/").content.decode()
     assert server_config(two_servers).address in status
+
+
+def test_a_blackholed_server_leaves_health_quick_and_the_container_healthy(
+    settings: Any, client: Any, live_server: Any
+):
+    """A server whose address swallows packets: `/health` still answers well within the image's
+    4 s health-check timeout (503 naming it), and the image's check, master-only, passes."""
+    settings.DB_CONNECT_TIMEOUT = 5
+    far = ServerConfig(name="hlthfar", host="10.255.255.1", port=3306, user="root", password="")
+    settings.M3SAAS_CONFIG = replace(settings.M3SAAS_CONFIG, servers=(far,))
+    started = time.monotonic()
+    health = client.get("/health")
+    took = time.monotonic() - started
+    assert health.status_code == 503
+    assert health.json()["servers"] == {DEFAULT_SERVER: "ok", "hlthfar": "unavailable"}
+    assert took < 3.5, f"/health took {took:.2f} s"
+    check = dockerfile_health_check_run(live_server)
+    assert check.returncode == 0, check.stderr
+
+
+def test_health_logs_in_to_a_server_once_in_a_while(two_servers: str, client: Any, settings: Any):
+    """An unauthenticated flood of `/health` does not log in to every server each time."""
+    up = server_config(two_servers)
+    with TcpProxy((up.host, up.port)) as proxy:
+        proxied = replace(up, host="127.0.0.1", port=proxy.port)
+        settings.M3SAAS_CONFIG = replace(settings.M3SAAS_CONFIG, servers=(proxied,))
+        for _ in range(10):
+            health = client.get("/health")
+            assert health.status_code == 200
+            assert health.json()["servers"] == {DEFAULT_SERVER: "ok", two_servers: "ok"}
+        assert proxy.accepted == 1
+
+
+def test_a_server_dropped_from_the_config_that_holds_tenants_makes_health_503(
+    two_servers: str, make_tenant: Any, tenant_client: Any, client: Any, settings: Any
+):
+    tenant = make_tenant(server=_db2_row(two_servers))
+    full = settings.M3SAAS_CONFIG
+    settings.M3SAAS_CONFIG = replace(full, servers=())
+    try:
+        tenant_connections_close()
+        refused = tenant_client(tenant).get(f"/{tenant.id}/test/v1/animals")
+        _server_out(refused, client, code="server_unknown", server=two_servers)
+    finally:
+        settings.M3SAAS_CONFIG = full  # the clean-up drops the tenant's database on db2

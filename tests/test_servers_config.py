@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connections
 
 from m3saas.conf import ConfigError, ServerConfig, parse_config
@@ -86,6 +87,18 @@ def test_servers_command_and_health_report_the_implicit_server(client: Any):
     assert row[-1] == "yes"
     body = client.get("/health").json()
     assert body["servers"] == {DEFAULT_SERVER: "ok"}
+
+
+@pytest.mark.django_db
+def test_servers_command_fails_on_a_server_without_credentials_even_without_checks():
+    servers_sync()
+    DatabaseServer.objects.create(name="srvnocreds", host="10.0.0.9", port=3306)
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match="srvnocreds"):
+        call_command("servers", "--no-check", stdout=out, stderr=err)
+    rows = {line.split()[0]: line.split()[-1] for line in out.getvalue().splitlines()[1:-1]}
+    assert rows == {DEFAULT_SERVER: "checked", "srvnocreds": "NO"}  # "not checked" / "NO"
+    assert "tenants.servers.srvnocreds" in err.getvalue()
 
 
 def test_a_tenant_switched_to_another_server_registers_again(settings: Any):

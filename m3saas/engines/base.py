@@ -94,8 +94,9 @@ class Engine(Protocol):
         passed first (0: at once, without waiting). Released when the holder's process dies."""
         ...
 
-    def server_problem(self, server: ServerConfig) -> str | None:
-        """Why `server` cannot be reached with its account now (None: it answers)."""
+    def server_problem(self, server: ServerConfig, *, timeout: int | None = None) -> str | None:
+        """Why `server` cannot be reached with its account now (None: it answers); `timeout`
+        (seconds) replaces `DB_CONNECT_TIMEOUT` for the connection attempt."""
         ...
 
     def is_unavailable(self, error: BaseException) -> bool:

@@ -61,9 +61,12 @@ _LOCK_NOT_GRANTED = frozenset({1205, 3572})
 _SIDE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}\$(restore|previous)$")
 
 
-def admin_connect(*, error: type[ApplicationError], server: ServerConfig | None = None) -> Any:
+def admin_connect(
+    *, error: type[ApplicationError], server: ServerConfig | None = None, timeout: int | None = None
+) -> Any:
     """A new connection with `server`'s account (default: the master's), one statement per call;
-    `error` if unreachable."""
+    `error` if unreachable. `timeout` (seconds, default `DB_CONNECT_TIMEOUT`) bounds the connection
+    attempt and, when given, each read and write."""
     import MySQLdb
 
     config = settings.M3SAAS_CONFIG
@@ -76,7 +79,8 @@ def admin_connect(*, error: type[ApplicationError], server: ServerConfig | None 
             password=db.password,
             charset=config.charset,
             multi_statements=False,
-            connect_timeout=int(settings.DB_CONNECT_TIMEOUT),
+            connect_timeout=int(timeout or settings.DB_CONNECT_TIMEOUT),
+            **({"read_timeout": timeout, "write_timeout": timeout} if timeout else {}),
         )
     except MySQLdb.Error as exc:
         raise error(f"Cannot reach the database server {db.name!r} ({db.address}): {exc}") from exc
@@ -285,9 +289,9 @@ class MySQLEngine:
         finally:
             conn.close()  # ends the transaction, and with it the row lock
 
-    def server_problem(self, server: ServerConfig) -> str | None:
+    def server_problem(self, server: ServerConfig, *, timeout: int | None = None) -> str | None:
         try:
-            conn = admin_connect(error=ServiceUnavailableError, server=server)
+            conn = admin_connect(error=ServiceUnavailableError, server=server, timeout=timeout)
         except ServiceUnavailableError as exc:
             return exc.message
         try:

@@ -120,7 +120,7 @@ class SQLiteEngine:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def server_problem(self, server: ServerConfig) -> str | None:
+    def server_problem(self, server: ServerConfig, *, timeout: int | None = None) -> str | None:
         """The implicit server is the tenants' folder: it must be (or be made) a writable folder."""
         folder = settings.M3SAAS_CONFIG.tenant_sqlite_dir
         try:

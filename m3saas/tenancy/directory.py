@@ -33,6 +33,10 @@ class TenantDirectory(Protocol):
         """Every tenant, uncached, in id order."""
         ...
 
+    def server_names(self) -> set[str]:
+        """The names of the database servers that hold at least one tenant, uncached (one query)."""
+        ...
+
 
 @cache
 def _load(path: str) -> TenantDirectory:

@@ -20,7 +20,9 @@ class Command(PlatformCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--no-check", action="store_true", help="Do not connect to the servers (reachability not shown)."
+            "--no-check",
+            action="store_true",
+            help="Do not connect to the servers (reachability not shown; one without credentials still fails).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -30,7 +32,8 @@ class Command(PlatformCommand):
         problems: list[str] = []
         for summary in summaries:
             reachable = "not checked"
-            if not options["no_check"]:
+            # A server without credentials cannot be used, checked or not (no connection is tried).
+            if not options["no_check"] or not summary.configured:
                 problem = server_problem(summary.name)
                 reachable = "yes" if problem is None else "NO"
                 if problem is not None:

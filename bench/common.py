@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from m3saas.identifiers import is_digits
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 PLAIN_PATH = "/bench/plain/animals"
 ROWS = 10
@@ -87,7 +89,7 @@ def _clients(value: str) -> tuple[tuple[str, int], ...]:
     clients = []
     for item in value.split(","):
         name, _, count = item.strip().partition(":")
-        if name not in ("loadgen", "wrk") or not count.isdigit() or int(count) < 1:
+        if name not in ("loadgen", "wrk") or not is_digits(count) or int(count) < 1:
             raise BenchError(f"--clients takes loadgen:N or wrk:N items, not {item.strip()!r}")
         clients.append((name, int(count)))
     return tuple(clients)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import GUNICORN_THREADS, GUNICORN_WORKERS, Params
+from m3saas.identifiers import is_digits
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Report:
 def _number(item: tuple[Any, ...]) -> int:
     """The figure number a summary row or section title starts with (`"2. …"` → 2)."""
     head = item[0].split(".", 1)[0]
-    return int(head) if head.isdigit() else 99
+    return int(head) if is_digits(head) else 99
 
 
 NOTES = """

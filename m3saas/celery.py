@@ -14,6 +14,8 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 
+from m3saas.identifiers import is_digits
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "m3saas.settings")
 
 app = Celery("m3saas")
@@ -26,7 +28,7 @@ CRONS_DISPATCH = "tenants.crons_dispatch"
 def cron_time_parse(value: str) -> tuple[int, int]:
     """`HH:MM` → (hour, minute); a one-line error otherwise (as bin/cron-loop.sh refuses it)."""
     hour, sep, minute = value.strip().partition(":")
-    if not (sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+    if not (sep and is_digits(hour) and is_digits(minute) and int(hour) < 24 and int(minute) < 60):
         raise ValueError(f"CRON_TIME must be HH:MM, not {value!r}")
     return int(hour), int(minute)
 

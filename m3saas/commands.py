@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from m3saas.audit.services import audit_record_command
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
+from m3saas.identifiers import is_digits
 from m3saas.tenancy.directory import tenant_directory
 from m3saas.tenancy.info import TenantInfo
 
@@ -47,7 +48,7 @@ def tenant_get(reference: str) -> TenantInfo:
     directory = tenant_directory()
     text = reference.strip()
     try:
-        return directory.get(tenant_id=int(text)) if text.isdigit() else directory.get_by_alias(text)
+        return directory.get(tenant_id=int(text)) if is_digits(text) else directory.get_by_alias(text)
     except TenantNotFoundError:
         raise CommandError(f"No tenant with id or name {reference!r}.") from None
     except ApplicationError as exc:  # e.g. subscriptions that do not resolve

@@ -27,6 +27,10 @@ BACKEND_SQLITE = "sqlite"
 DEFAULT_SERVER = "default"
 # A server name in `tenants.servers` (also a `DatabaseServer.name`): short, safe in URLs and logs.
 SERVER_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# A whole number as config text: ASCII digits ("²" passes `str.isdigit()` but not `int()`).
+INTEGER_RE = re.compile(r"-?[0-9]+")
+# A server's capacity is stored in a signed 32-bit column (MariaDB INT).
+CAPACITY_MAX = 2**31 - 1
 
 
 class ConfigError(ImproperlyConfigured):
@@ -47,7 +51,7 @@ class DatabaseConfig:
 class ServerConfig:
     """A database server tenant databases live on, and the account that creates them there.
 
-    `capacity` (tenants; below 1: unlimited) is the starting value of the server's row, which
+    `capacity` (tenants; 0: unlimited) is the starting value of the server's row, which
     the admin then owns; the password exists only here, never in the master.
     """
 
@@ -151,7 +155,7 @@ class _Reader:
             raise self.fail(key, "must be an integer, not a boolean")
         if isinstance(value, int):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and INTEGER_RE.fullmatch(value.strip()):
             return int(value)
         raise self.fail(key, f"must be an integer, not {value!r}")
 
@@ -320,6 +324,8 @@ def _servers_parse(r: _Reader, *, backend: str, default: DatabaseConfig) -> tupl
             password=r.string(f"{key}.password"),
             capacity=r.integer(f"{key}.capacity", default=0),
         )
+        if not 0 <= server.capacity <= CAPACITY_MAX:
+            raise r.fail(f"{key}.capacity", f"must be 0 (no limit) to {CAPACITY_MAX}, not {server.capacity}")
         for field_name, value in (("host", server.host), ("user", server.user)):
             if not value:
                 raise r.fail(f"{key}.{field_name}", "must not be empty")

@@ -12,6 +12,7 @@ import environ
 
 from m3saas.conf import ConfigError
 
+WEEK = 7 * 24 * 3600.0
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 _EXPECTED = {
@@ -40,6 +41,15 @@ class Env(environ.Env):
             if raw is None:
                 raise
             raise env_error(var, raw, _EXPECTED.get(cast, str(exc) or "another form")) from None
+
+    def seconds(self, var: str, *, default: float, at_most: float = WEEK) -> float:
+        """A duration in seconds, more than 0 and at most `at_most`, else a `ConfigError` line."""
+        value = float(self.float(var, default=default))
+        if not 0 < value <= at_most:  # NaN fails too
+            raise env_error(
+                var, str(self.ENVIRON.get(f"{self.prefix}{var}")), f"seconds, more than 0 and at most {at_most:g}"
+            )
+        return value
 
     def choice(self, var: str, *, choices: tuple[str, ...], default: str) -> str:
         """A word from `choices` (case-insensitive), else a `ConfigError` listing them."""

@@ -12,6 +12,14 @@ USER_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 RESERVED = frozenset({"default", "master", "root", "mysql", "information_schema", "performance_schema", "sys"})
 
 
+def is_digits(text: str) -> bool:
+    """Whether `text` is ASCII digits only, so `int(text)` reads it.
+
+    `str.isdigit()` alone is true for "²" or "①", which `int()` refuses with a ValueError.
+    """
+    return text.isascii() and text.isdigit()
+
+
 def _check(value: object, pattern: re.Pattern[str], what: str, limit: int) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ValidationError(

@@ -333,6 +333,6 @@ TASK_RETRY_DELAY = env.float("TASK_RETRY_DELAY", default=5.0)
 TASK_MAX_RETRIES = env.int("TASK_MAX_RETRIES", default=8)
 # A command waiting on its tasks (`migrate_tenants` … without --no-wait) gives up, with one line
 # naming the queue, when none finished for this many seconds (no worker consumes it?).
-FANOUT_WAIT_TIMEOUT = env.float("FANOUT_WAIT_TIMEOUT", default=900.0)
+FANOUT_WAIT_TIMEOUT = env.seconds("FANOUT_WAIT_TIMEOUT", default=900.0)
 # When beat starts the daily scheduled jobs (HH:MM, TIME_ZONE), as bin/cron-loop.sh's CRON_TIME.
 CRON_TIME = env.str("CRON_TIME", default="03:00")

@@ -38,6 +38,7 @@ from m3saas.access import (
     rate_limit_parse,
 )
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
+from m3saas.identifiers import is_digits
 from m3saas.tenancy.cache import master_cache_generation, master_cached
 from tenants.models import ApiKey, Tenant
 
@@ -56,7 +57,7 @@ class _Lookup:
 
 def tenant_get_by_ref(ref: str) -> Tenant:
     """The tenant whose id or name is `ref`; raises `TenantNotFoundError`."""
-    lookup: dict[str, object] = {"pk": int(ref)} if ref.isdigit() else {"name": ref}
+    lookup: dict[str, object] = {"pk": int(ref)} if is_digits(ref) else {"name": ref}
     tenant = Tenant.objects.filter(**lookup).first()
     if tenant is None:
         raise TenantNotFoundError(f"No tenant with id or name {ref!r}.")

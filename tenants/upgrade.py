@@ -26,6 +26,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
 from m3saas.engines import engine
+from m3saas.identifiers import is_digits
 from m3saas.modules.registry import module_version_get
 from m3saas.modules.upgrade import UpgradeError, upgrade_step_get
 from m3saas.tenancy.cache import master_cache_invalidate
@@ -93,7 +94,9 @@ def _applied_versions(tenant: TenantInfo, module: str) -> set[int]:
     applied = MigrationRecorder(connections[alias]).applied_migrations()
     prefix = f"{module}_v"
     return {
-        int(label[len(prefix) :]) for label, _ in applied if label.startswith(prefix) and label[len(prefix) :].isdigit()
+        int(label[len(prefix) :])
+        for label, _ in applied
+        if label.startswith(prefix) and is_digits(label[len(prefix) :])
     }
 
 

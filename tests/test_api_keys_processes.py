@@ -111,6 +111,7 @@ def test_a_revoked_demo_key_is_replaced_by_a_new_one(demo):
     [
         (["create", "no_such_tenant"], "No tenant with id or name 'no_such_tenant'."),
         (["list", "99999"], "No tenant with id or name '99999'."),
+        (["list", "²"], "No tenant with id or name '²'."),
         (["revoke", "zzzzzzzz"], "No API key with id 'zzzzzzzz'."),
         (["create", "1", "--expires", "yesterday"], "is not a date"),
         (["create", "1", "--expires", "2027-02-30"], "is not a date"),

@@ -73,7 +73,7 @@ def test_figure_1_clients_are_parsed_and_refused_in_one_line():
     from bench.common import BenchError, _clients
 
     assert _clients("loadgen:16, wrk:1") == (("loadgen", 16), ("wrk", 1))
-    for bad in ("ab:16", "wrk", "wrk:0", "loadgen:x"):
+    for bad in ("ab:16", "wrk", "wrk:0", "loadgen:x", "wrk:²"):
         with pytest.raises(BenchError, match="--clients"):
             _clients(bad)
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +19,11 @@ PRINT_TIMEOUT = (
 
 def _run(code: str | None, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -c code`, or `manage.py check` without code, in a fresh process with `env`."""
-    environ = {k: v for k, v in os.environ.items() if k not in {"CONFIG_FILE", "CELERY_VISIBILITY_TIMEOUT"}}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"CONFIG_FILE", "CELERY_VISIBILITY_TIMEOUT", "FANOUT_WAIT_TIMEOUT"}
+    }
     environ.update(DJANGO_SETTINGS_MODULE="m3saas.settings", SECRET_KEY="celery-config-test", **env)
     command = [sys.executable, "-c", code] if code is not None else [sys.executable, "manage.py", "check"]
     return subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
@@ -45,3 +50,21 @@ def test_a_visibility_timeout_shorter_than_a_task_is_refused_in_one_line():
     assert done.returncode != 0
     assert "CELERY_VISIBILITY_TIMEOUT='60' is not valid: expected seconds, at least 600" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "604801"])
+def test_a_fan_out_wait_that_gives_up_at_once_or_never_is_refused_in_one_line(value):
+    done = _run(None, FANOUT_WAIT_TIMEOUT=value)
+    assert done.returncode != 0
+    expected = f"FANOUT_WAIT_TIMEOUT={value!r} is not valid: expected seconds, more than 0 and at most 604800"
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_fan_out_wait_is_read_from_the_environment():
+    done = _run(
+        "import django; django.setup(); from django.conf import settings; print(settings.FANOUT_WAIT_TIMEOUT)",
+        FANOUT_WAIT_TIMEOUT="120",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "120.0"

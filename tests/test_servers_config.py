@@ -49,6 +49,13 @@ def test_servers_are_read_from_the_config():
         ({"db2": {"host": "db1", "user": "a", "password": ""}}, {}, "names the same server as 'default'"),
         ({"db2": {"host": "h", "port": 70000, "user": "a", "password": ""}}, {}, "must be a TCP port"),
         ({"db2": {"host": "h", "user": "a", "password": "", "capacity": "lots"}}, {}, "must be an integer"),
+        # Text that str.isdigit() takes but int() refuses, and numbers the server row cannot hold.
+        ({"db2": {"host": "h", "user": "a", "password": "", "capacity": "²"}}, {}, "must be an integer, not '²'"),
+        ({"db2": {"host": "h", "port": "①", "user": "a", "password": ""}}, {}, "must be an integer, not '①'"),
+        ({"db2": {"host": "h", "port": "--5", "user": "a", "password": ""}}, {}, "must be an integer, not '--5'"),
+        ({"db2": {"host": "h", "user": "a", "password": "", "capacity": 10**30}}, {}, "to 2147483647, not 1000"),
+        ({"db2": {"host": "h", "user": "a", "password": "", "capacity": "-1"}}, {}, "must be 0 (no limit) to"),
+        ({"db2": {"host": "h", "port": 0, "user": "a", "password": ""}}, {}, "must be a TCP port, not 0"),
         ({"db2": "h"}, {}, "key 'tenants.servers.db2' must be an object"),
         ({"db2": {"host": "h", "user": "a", "password": ""}}, {"backend": "sqlite"}, "needs the 'mysql' backend"),
     ],

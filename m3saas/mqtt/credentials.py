@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from m3saas.identifiers import is_digits
 from m3saas.passwords import password_decrypt
 from m3saas.tenancy.info import TenantInfo
 
@@ -58,7 +59,7 @@ def mqtt_password_hash(*, password: str, salt: str | None = None, iterations: in
 def mqtt_password_verify(*, password: str, encoded: str) -> bool:
     """Whether `password` matches a file-RBAC hash, compared as the extension compares it."""
     parts = encoded.strip().split(":")
-    if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) < 1:
+    if len(parts) != 3 or not is_digits(parts[1]) or int(parts[1]) < 1:
         return False
     try:
         salt, expected = _b64decode(parts[0], what="salt"), _b64decode(parts[2], what="hash")

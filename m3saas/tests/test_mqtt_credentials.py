@@ -131,3 +131,8 @@ def test_derived_password_is_neither_the_tenant_nor_the_database_password():
     assert derived == mqtt_tenant_password(tenant=tenant)
     assert derived not in {"secret", tenant_db_password(tenant.password)}
     assert mqtt_tenant_password(tenant=tenant, source=MQTTPasswordSource.TENANT) == "secret"
+
+
+def test_a_hash_whose_iterations_are_not_ascii_digits_does_not_verify():
+    salt, _, key = mqtt_password_hash(password="s3cret").split(":")
+    assert not mqtt_password_verify(password="s3cret", encoded=f"{salt}:²:{key}")

@@ -6,10 +6,14 @@ background thread of the process that accepted it. Either way `operator_job_run`
 claims the job, runs the same service as `upgrade_subscription` / `backup` (the tenant's
 context and lock), and records the result or the error on the row, where the poll reads it.
 
-A thread dies with its process: a job whose thread's process is gone is closed as failed
-("Interrupted") when it is next read. A Celery task delivered twice finds the job finished and
-does nothing; one redelivered after its worker died runs the work again, which is harmless
-(an upgrade already done changes nothing; a backup is taken once more).
+A runner claims the job atomically: a queued job goes to exactly one of two concurrent
+deliveries, and the claim records the runner's process (`<thread|celery>:<host>:<pid>`). A
+running job is claimed again only when its runner is known dead: its process on this host is
+gone, or (a Celery job) it started longer ago than the broker's visibility timeout, which no
+task may outlast. So a Celery task delivered twice does nothing while the first runs or after it
+ended; one redelivered after its worker died runs the work again (an upgrade already done
+changes nothing; a backup is taken once more). A thread dies with its process: a job whose
+thread's process is gone is closed as failed ("Interrupted") when it is next read.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from django.utils import timezone
 from m3saas.audit.services import Source, audit_record
 from m3saas.exceptions import ApplicationError, NotFoundError
 from m3saas.idempotency import IdempotencyKeyReusedError
+from m3saas.identifiers import is_digits
 from m3saas.tenancy.each import tenant_work_run
 from m3saas.tenancy.info import TenantInfo
 from tenants.backups import backup_create, backup_target_tenant
@@ -47,8 +52,8 @@ class JobNotFoundError(NotFoundError):
     default_message = "No such job."
 
 
-def _this_process() -> str:
-    return f"thread:{socket.gethostname()}:{os.getpid()}"
+def _this_process(kind: str = "thread") -> str:
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -61,11 +66,47 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _process_lost(runner: str) -> bool:
+    """Whether `runner` (`<kind>:<host>:<pid>`) names a process on this host that is gone."""
+    host, _, pid = runner.partition(":")[2].rpartition(":")
+    return host == socket.gethostname() and is_digits(pid) and not _pid_alive(int(pid))
+
+
 def _thread_lost(job: OperatorJob) -> bool:
     """Whether `job` ran in a thread of a process on this host that is gone."""
-    kind, _, where = job.runner.partition(":")
-    host, _, pid = where.rpartition(":")
-    return kind == "thread" and host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+    return job.runner.startswith("thread:") and _process_lost(job.runner)
+
+
+def _runner_dead(job: OperatorJob) -> bool:
+    """Whether the runner of a running `job` is known dead, so that another may take the job over."""
+    if _process_lost(job.runner):
+        return True
+    lease = float(settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"])
+    started = job.started_at
+    return (
+        job.runner.startswith("celery:") and started is not None and (timezone.now() - started).total_seconds() > lease
+    )
+
+
+def operator_job_claim(*, job_id: str) -> bool:
+    """Take the job for this process: a queued one, or a running one whose runner is known dead.
+
+    Each is one conditional UPDATE, so of two concurrent claims exactly one succeeds.
+    """
+    kind = "celery" if settings.CELERY_BROKER_URL else "thread"
+    me = {"status": Status.RUNNING, "started_at": timezone.now(), "runner": _this_process(kind)}
+    if OperatorJob.objects.filter(pk=job_id, status=Status.QUEUED).update(**me):
+        return True
+    job = OperatorJob.objects.filter(pk=job_id, status=Status.RUNNING).first()
+    if job is None or not _runner_dead(job):
+        return False
+    # Compare and swap: only the claim that still sees the dead runner's values takes it over.
+    taken = OperatorJob.objects.filter(
+        pk=job_id, status=Status.RUNNING, runner=job.runner, started_at=job.started_at
+    ).update(**me)
+    if taken:
+        logger.warning("operator job %s: its runner %s is gone; running it again", job_id, job.runner)
+    return bool(taken)
 
 
 def operator_job_get(*, job_id: str) -> OperatorJob:
@@ -152,13 +193,11 @@ def _thread_main(job_id: str) -> None:
 
 
 def operator_job_run(*, job_id: str) -> OperatorJob | None:
-    """Run the job unless it already finished (a second delivery); record its outcome on the row."""
-    claimed = OperatorJob.objects.filter(pk=job_id, status__in=[Status.QUEUED, Status.RUNNING]).update(
-        status=Status.RUNNING, started_at=timezone.now()
-    )
+    """Run the job if this delivery claims it (see `operator_job_claim`); record its outcome on the row."""
+    claimed = operator_job_claim(job_id=job_id)
     job = OperatorJob.objects.filter(pk=job_id).first()
     if not claimed or job is None:
-        logger.info("operator job %s: already finished or gone; nothing to do", job_id)
+        logger.info("operator job %s: running elsewhere, finished or gone; nothing to do", job_id)
         return job
     if job.tenant_id is None:
         _finish(job, error=f"Tenant {job.tenant_name} was deleted before the job ran.")

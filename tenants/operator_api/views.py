@@ -18,6 +18,7 @@ from m3saas.audit.services import Source, audit_record_request
 from m3saas.exceptions import NotFoundError, TenantNotFoundError
 from m3saas.idempotency import HEADER as IDEMPOTENCY_HEADER
 from m3saas.idempotency import REPLAYED_HEADER, idempotency_key_digest, request_fingerprint
+from m3saas.identifiers import is_digits
 from m3saas.modules.registry import module_version_get
 from subscriptions.models import Subscription
 from tenants.api import _OperatorView
@@ -323,7 +324,7 @@ class JobListView(OperatorView):
         rows = self.filtered(request, rows, param="status", field="status", choices=JOB_STATUSES)
         tenant = request.query_params.get("tenant")
         if tenant is not None:
-            if not tenant.isdigit() or len(tenant) > 18:
+            if not is_digits(tenant) or len(tenant) > 18:
                 raise OperatorInputError("tenant: a tenant id.")
             rows = rows.filter(tenant_id=int(tenant))
         return self.page(request, rows, s.JobOutput)

@@ -113,6 +113,13 @@ def test_an_unknown_numeric_tenant_is_an_error():
         run("backup", "--tenant", "987654")
 
 
+@pytest.mark.parametrize("reference", ["²", "①"])
+def test_a_tenant_named_by_a_digit_int_cannot_read_is_an_error(reference):
+    """`"²".isdigit()` is true but `int("²")` raises: a one-line CommandError, not a ValueError."""
+    with pytest.raises(CommandError, match=f"No tenant with id or name '{reference}'"):
+        run("backup", "--tenant", reference)
+
+
 def test_listbackups_of_a_deleted_tenant_still_lists_its_folder(tenant):
     run("backup", "--tenant", tenant.name)
     from tenants.models import Tenant

@@ -6,9 +6,11 @@ own rows, so the tests are transactional. The Celery road is in test_workers.py.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from typing import Any
@@ -196,3 +198,135 @@ def test_an_admin_session_form_post_with_an_idempotency_key_is_accepted_once(mak
     assert retry["Location"] == first["Location"] and retry["Idempotent-Replayed"] == "true"
     token_client = _client()
     assert _poll(token_client, first["Location"])["status"] == "done"
+
+
+@pytest.mark.parametrize("tenant", ["²", "①", "-1", "x"])
+def test_a_job_list_filter_that_is_not_a_tenant_id_is_400(operator, tenant):
+    """`"²".isdigit()` is true but `int("²")` raises: a 400 naming the parameter, never a 500."""
+    response = operator.get("/operator/v1/jobs", {"tenant": tenant})
+    assert response.status_code == 400, response.content
+    assert "tenant" in response.json()["error"]["message"]
+
+
+def _backup_job(tenant: Any, **fields: Any) -> OperatorJob:
+    return OperatorJob.objects.create(kind="backup", tenant_id=tenant.id, tenant_name=tenant.name, actor="x", **fields)
+
+
+def _gone_pid() -> str:
+    return subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _concurrently(job_id: str, work: Any) -> list[Any]:
+    """`work(job_id=…)` in two threads started together, as two deliveries of one task.
+
+    The SQLite test master is an in-memory database in shared-cache mode, where a statement that
+    meets another connection's table lock fails at once ("database table is locked") instead of
+    waiting as on a file; such a statement changed nothing and is tried again.
+    """
+    from django.db import OperationalError, connections
+
+    start = threading.Barrier(2)
+    results: list[Any] = []
+
+    def one() -> None:
+        try:
+            start.wait()
+            for _ in range(50):
+                try:
+                    results.append(work(job_id=job_id))
+                    return
+                except OperationalError as exc:
+                    if "table is locked" not in str(exc):
+                        raise
+                    time.sleep(0.01)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 2
+    return results
+
+
+def test_of_two_concurrent_claims_of_a_queued_job_one_wins(make_tenant):
+    from tenants.operator_api.jobs import operator_job_claim
+
+    tenant = make_tenant(provision=False)
+    job = _backup_job(tenant)
+    assert sorted(_concurrently(job.pk, operator_job_claim)) == [False, True]
+    job.refresh_from_db()
+    assert job.status == "running" and job.runner == f"thread:{socket.gethostname()}:{os.getpid()}"
+
+
+def test_of_two_concurrent_claims_of_a_job_whose_runner_died_one_wins(make_tenant):
+    from tenants.operator_api.jobs import operator_job_claim
+
+    tenant = make_tenant(provision=False)
+    dead = f"celery:{socket.gethostname()}:{_gone_pid()}"
+    job = _backup_job(tenant, status="running", runner=dead)
+    assert sorted(_concurrently(job.pk, operator_job_claim)) == [False, True]
+
+
+def test_a_second_delivery_of_a_running_job_does_not_run_it_again(make_tenant):
+    """The first runner (this process) is alive: the duplicate leaves the job alone (no second backup)."""
+    from tenants.operator_api.jobs import operator_job_run
+
+    tenant = make_tenant(provision=False)
+    alive = f"celery:{socket.gethostname()}:{os.getpid()}"
+    job = _backup_job(tenant, status="running", runner=alive)
+    Tenant.objects.filter(pk=tenant.id).delete()  # a run would end the job at once as failed
+    operator_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "running" and job.runner == alive
+    assert not AuditEntry.objects.filter(action__startswith="job.").exists()
+
+
+def test_a_job_whose_worker_died_is_run_again_by_its_redelivery(make_tenant):
+    from tenants.operator_api.jobs import operator_job_run
+
+    tenant = make_tenant(provision=False)
+    job = _backup_job(tenant, status="running", runner=f"celery:{socket.gethostname()}:{_gone_pid()}")
+    Tenant.objects.filter(pk=tenant.id).delete()
+    operator_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and "was deleted before the job ran" in job.error
+
+
+def test_a_job_of_a_worker_elsewhere_is_taken_over_only_after_the_visibility_timeout(make_tenant, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tenants.operator_api.jobs import operator_job_claim
+
+    tenant = make_tenant(provision=False)
+    lease = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    job = _backup_job(
+        tenant,
+        status="running",
+        runner="celery:another-host:4242",
+        started_at=timezone.now() - timedelta(seconds=lease - 60),
+    )
+    assert operator_job_claim(job_id=job.pk) is False
+    OperatorJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=lease + 60))
+    assert operator_job_claim(job_id=job.pk) is True
+
+
+def test_two_concurrent_deliveries_of_a_backup_job_take_one_backup(make_tenant, settings, tmp_path):
+    from tenants.operator_api.jobs import operator_job_run
+
+    settings.CELERY_BROKER_URL = ""
+    settings.BACKUP_DIR = tmp_path / "backups"
+    tenant = make_tenant()
+    job = _backup_job(tenant)
+    _concurrently(job.pk, operator_job_run)
+    job.refresh_from_db()
+    assert job.status == "done", job.error
+    # One run, so one outcome recorded (a second would add a job.done or a job.failed) and one file.
+    assert list(AuditEntry.objects.filter(action__startswith="job.").values_list("action", flat=True)) == ["job.done"]
+    assert len([path for path in (tmp_path / "backups").rglob("*") if path.is_file()]) == 1

@@ -98,6 +98,8 @@ def test_beat_starts_the_daily_scheduled_jobs_at_cron_time(settings):
     assert cron_time_parse("23:59") == (23, 59)
     with pytest.raises(ValueError, match=r"CRON_TIME must be HH:MM, not '24:00'"):
         cron_time_parse("24:00")
+    with pytest.raises(ValueError, match=r"CRON_TIME must be HH:MM, not '²:00'"):
+        cron_time_parse("²:00")  # "²".isdigit() is true, int("²") a ValueError of its own
 
 
 def test_the_daily_dispatch_runs_the_master_jobs_then_each_tenants_jobs(make_tenant, settings):

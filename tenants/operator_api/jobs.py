@@ -22,12 +22,13 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, OperationalError, connections, transaction
 from django.utils import timezone
 
 from m3saas.audit.services import Source, audit_record
@@ -86,6 +87,23 @@ def _runner_dead(job: OperatorJob) -> bool:
     return (
         job.runner.startswith("celery:") and started is not None and (timezone.now() - started).total_seconds() > lease
     )
+
+
+# A bookkeeping write that meets a lock (SQLite: "database is locked" after its busy timeout, or
+# at once between connections sharing a cache) changed nothing: it is tried again, so that a job
+# is neither left queued because its claim met a lock nor left running because its end did.
+_LOCKED_ATTEMPTS = 8
+
+
+def _retry_locked(write: Callable[[], Any]) -> Any:
+    for attempt in range(_LOCKED_ATTEMPTS):
+        try:
+            return write()
+        except OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _LOCKED_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def operator_job_claim(*, job_id: str) -> bool:
@@ -194,7 +212,7 @@ def _thread_main(job_id: str) -> None:
 
 def operator_job_run(*, job_id: str) -> OperatorJob | None:
     """Run the job if this delivery claims it (see `operator_job_claim`); record its outcome on the row."""
-    claimed = operator_job_claim(job_id=job_id)
+    claimed = _retry_locked(lambda: operator_job_claim(job_id=job_id))
     job = OperatorJob.objects.filter(pk=job_id).first()
     if not claimed or job is None:
         logger.info("operator job %s: running elsewhere, finished or gone; nothing to do", job_id)
@@ -217,17 +235,23 @@ def operator_job_run(*, job_id: str) -> OperatorJob | None:
 
 
 def _finish(job: OperatorJob, *, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    """Record the job's end and its audit entry together (a poll never sees one without the other)."""
     status = Status.FAILED if error else Status.DONE
-    OperatorJob.objects.filter(pk=job.pk).update(
-        status=status, finished_at=timezone.now(), result=result or {}, error=error or ""
-    )
-    audit_record(
-        actor=job.actor,
-        source=Source.API,
-        action=f"job.{status}",
-        target=job,
-        detail={"kind": job.kind, "tenant": job.tenant_name, **({"error": error[:500]} if error else {})},
-    )
+
+    def write() -> None:
+        with transaction.atomic(using=DEFAULT_DB_ALIAS):
+            OperatorJob.objects.filter(pk=job.pk).update(
+                status=status, finished_at=timezone.now(), result=result or {}, error=error or ""
+            )
+            audit_record(
+                actor=job.actor,
+                source=Source.API,
+                action=f"job.{status}",
+                target=job,
+                detail={"kind": job.kind, "tenant": job.tenant_name, **({"error": error[:500]} if error else {})},
+            )
+
+    _retry_locked(write)
 
 
 def _upgrade(tenant: TenantInfo, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

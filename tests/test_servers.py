@@ -167,7 +167,9 @@ def test_a_tenant_user_reaches_nothing_on_the_other_server(two_servers: str, mak
             MySQLdb.connect(
                 host=cfg.host, port=cfg.port, user=tenant.user, password=tenant_db_password(tenant.password)
             ).close()
-        assert refused.value.args[0] == 1045  # access denied: the account does not exist there
+        # Access denied: the account does not exist there (MariaDB answers 1045, or 1698 when the
+        # handshake ends in its no-password branch, seen under load).
+        assert refused.value.args[0] in (1045, 1698)
     # On its own server it logs in, and sees its own database only.
     cfg = server_config(two_servers)
     conn = MySQLdb.connect(host=cfg.host, port=cfg.port, user=far.user, password=tenant_db_password(far.password))

@@ -191,8 +191,15 @@ def tenant_aliases() -> list[str]:
     return [alias for alias, entry in connections.settings.items() if entry.get(TENANT_MARK)]
 
 
-def tenant_connection_register(tenant: TenantInfo) -> str:
-    """Register (or refresh) the tenant's alias; cheap when it is already current."""
+def tenant_connection_register(tenant: TenantInfo, *, defer_password: bool = False) -> str:
+    """Register (or refresh) the tenant's alias; cheap when it is already current.
+
+    `defer_password=True` registers it without decrypting its password, which is derived on the
+    alias's first connection (`_entry_complete`): for the registration of every tenant before a
+    command line is parsed, since the command may never connect to most of them
+    (`migrate_tenants` skips unchanged tenants unopened) and a Fernet decryption per tenant would
+    cost 10,000 of them at start-up.
+    """
     alias = tenant.alias
     if alias == DEFAULT_DB_ALIAS:
         raise ValueError("a tenant cannot use the master alias 'default'")
@@ -201,38 +208,22 @@ def tenant_connection_register(tenant: TenantInfo) -> str:
         raise ValueError(f"alias {alias!r} is a configured database, not a tenant")
     signature = _signature(tenant)
     if current is not None and current.get(_SIGNATURE) == signature:
-        if _DEFERRED in current:  # registered in bulk: an unreadable password is an error here, as below
-            _entry_complete(current)
+        if _DEFERRED in current and not defer_password:
+            _entry_complete(current)  # an unreadable password is an error here, as below
         return alias
     wanted = tenant_database_settings(
-        name=tenant.name, user=tenant.user, password=tenant.password, server=tenant.server
+        name=tenant.name,
+        user=tenant.user,
+        password=None if defer_password else tenant.password,
+        server=tenant.server,
     )
+    if defer_password:
+        wanted[_DEFERRED] = (tenant.name, tenant.user, tenant.password, tenant.server)
     wanted[_SIGNATURE] = signature
     if current is not None:
         _close_in_this_thread(alias)
     connections.settings[alias] = wanted
     return alias
-
-
-def _tenant_connection_register_deferred(tenant: TenantInfo) -> None:
-    """Register the tenant's alias without decrypting its password (done on its first connection).
-
-    For the registration of every tenant before a command line is parsed: the command may never
-    connect to most of them (`migrate_tenants` skips unchanged tenants unopened), and a Fernet
-    decryption per tenant would cost 10,000 of them at start-up.
-    """
-    alias = tenant.alias
-    current = connections.settings.get(alias)
-    if alias == DEFAULT_DB_ALIAS or (current is not None and not current.get(TENANT_MARK)):
-        raise ValueError(f"alias {alias!r} is a configured database, not a tenant")
-    if current is not None and current.get(_SIGNATURE) == _signature(tenant):
-        return
-    entry = tenant_database_settings(name=tenant.name, user=tenant.user, password=None, server=tenant.server)
-    entry[_DEFERRED] = (tenant.name, tenant.user, tenant.password, tenant.server)
-    entry[_SIGNATURE] = _signature(tenant)
-    if current is not None:
-        _close_in_this_thread(alias)
-    connections.settings[alias] = entry
 
 
 def _entry_complete(entry: dict[str, Any]) -> None:
@@ -342,7 +333,7 @@ def tenant_connections_register_all() -> int:
     """Register every tenant of the master database; used before a command line is parsed.
 
     Three master queries whatever the number of tenants, and no password decrypted (see
-    `_tenant_connection_register_deferred`). A master database without the tenants table yet
+    `tenant_connection_register(…, defer_password=True)`). A master database without the tenants table yet
     (a fresh install) registers nothing.
     """
     try:
@@ -357,7 +348,7 @@ def tenant_connections_register_all() -> int:
         # opens (`migrate` encrypts old rows, the rotation reports); connecting to that tenant
         # raises `PasswordKeyError`.
         try:
-            _tenant_connection_register_deferred(info)
+            tenant_connection_register(info, defer_password=True)
         except ServerUnknownError as exc:
             unknown.append(info.name)
             reason = exc.message

@@ -112,6 +112,10 @@ def _fresh_cache() -> Iterator[None]:
     def clear() -> None:
         from django.conf import settings
 
+        from m3saas.access import rate_limit_shares_forget
+
+        rate_limit_shares_forget()  # shares of counters the cache no longer holds
+
         # A test pointing the cache at a shared Redis cleans its own keys: FLUSHDB would empty
         # every other suite's keys and queues on that server too.
         if "redis" not in settings.CACHES["default"]["BACKEND"].lower():

@@ -59,7 +59,7 @@ class Params:
             celery_workers=_counts(args.celery_workers),
             broker=args.broker,
             only=frozenset(_counts(args.only)),
-            light_migrations=bool(args.light_migrations),
+            light_migrations=bool(getattr(args, "light_migrations", False)),
             clients=_clients(getattr(args, "clients", None) or "loadgen:16,loadgen:1,wrk:16,wrk:1"),
             callgrind=not quick and not getattr(args, "no_callgrind", False),
         )

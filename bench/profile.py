@@ -197,7 +197,10 @@ class Meter:
         (dump,) = set(glob.glob(f"callgrind.out.{pid}*")) - before
         with open(dump) as f:
             total = next(int(line.split()[1]) for line in f if line.startswith("totals:"))
-        os.unlink(dump)
+        if os.environ.get("BENCH_KEEP_DUMPS"):  # for callgrind_annotate
+            os.rename(dump, f"{dump}.{path.strip('/').replace('/', '-')}.kept")
+        else:
+            os.unlink(dump)
         return total / count
 
 

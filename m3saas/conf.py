@@ -7,6 +7,7 @@ with one `ConfigError` line that names the file and the key.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -98,9 +99,11 @@ class Config:
     # The servers of `tenants.servers`, besides the default one (`default_server`).
     servers: tuple[ServerConfig, ...] = ()
 
-    @property
+    @functools.cached_property
     def default_server(self) -> ServerConfig:
-        """The server of `tenants.database`, with the master's account; named `DEFAULT_SERVER`."""
+        """The server of `tenants.database`, with the master's account; named `DEFAULT_SERVER`.
+
+        Made once per config (every tenant request compares its tenant's server, issue 16)."""
         db = self.database
         return ServerConfig(name=DEFAULT_SERVER, host=db.host, port=db.port, user=db.user, password=db.password)
 

@@ -68,6 +68,9 @@ TENANT_CACHE_TIMEOUT = env.int("TENANT_CACHE_TIMEOUT", default=300)
 # Seconds an idle tenant connection is kept, and how many a worker thread keeps at most.
 TENANT_CONN_MAX_AGE = env.int("TENANT_CONN_MAX_AGE", default=60)
 TENANT_MAX_OPEN_CONNECTIONS = env.int("TENANT_MAX_OPEN_CONNECTIONS", default=4)
+for _name in ("TENANT_MAX_OPEN_CONNECTIONS", "TENANT_CONN_MAX_AGE"):
+    if globals()[_name] < 0:
+        raise ConfigError(f"{_name} must be 0 or more, not {globals()[_name]}")
 # Parallel workers of `migrate_tenants`.
 TENANT_MIGRATION_WORKERS = env.int("TENANT_MIGRATION_WORKERS", default=4)
 # MQTT: QoS 1/2 messages kept while the broker is away, and seconds to flush on exit.
@@ -218,6 +221,10 @@ _shared_cache = "locmem" not in CACHES["default"]["BACKEND"] and "dummy" not in 
 # Milliseconds a process trusts its copy of the cache's master generation before asking a shared
 # cache again: a change elsewhere is seen within it, and most warm requests cost no round trip.
 TENANT_CACHE_GENERATION_CHECK_MS = env.int("TENANT_CACHE_GENERATION_CHECK_MS", default=500 if _shared_cache else 0)
+# False: the cache is this process's own (locmem), so no other process changes the master generation
+# in it and the process keeps the generation itself instead of reading it per request. A dummy cache
+# counts as shared: it holds nothing, so every read starts a new generation and nothing is cached.
+TENANT_CACHE_SHARED = "locmem" not in CACHES["default"]["BACKEND"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -18,10 +18,10 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.cache import cache
 
 from m3saas.access import cache_count
+from m3saas.settings_snapshot import snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def traffic_count(*, tenant_id: int, status_code: int, now: float | None = None)
     keys: tuple[str, ...] = (_key(tenant_id, hour, REQUESTS),)
     if status_code >= 500:
         keys += (_key(tenant_id, hour, ERRORS),)
-    taken = _buffer.add(keys, every=float(settings.TRAFFIC_FLUSH_SECONDS))
+    taken = _buffer.add(keys, every=snapshot().traffic_flush_seconds)
     if taken:
         traffic_flush(taken)
 

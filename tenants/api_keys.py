@@ -21,7 +21,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -39,6 +38,7 @@ from m3saas.access import (
 )
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
 from m3saas.identifiers import is_digits
+from m3saas.settings_snapshot import snapshot
 from m3saas.tenancy.cache import master_cache_generation, master_cached
 from tenants.models import ApiKey, Tenant
 
@@ -190,7 +190,7 @@ def api_key_info_get(*, key_id: str) -> ApiKeyInfo | None:
 
 
 def _tenant_limit(own: str) -> RateLimit | None:
-    limit: RateLimit | None = rate_limit_parse(own) if own else settings.TENANT_RATE_LIMIT
+    limit: RateLimit | None = rate_limit_parse(own) if own else snapshot().tenant_rate_limit
     return limit
 
 
@@ -232,12 +232,7 @@ def api_key_authenticate(*, key: str, tenant_id: int) -> ApiKeyInfo:
     """
     key_id = key_id_of(key)
     info = api_key_info_get(key_id=key_id) if key_id is not None else None
-    if (
-        info is None
-        or not key_matches(key, info.digest)
-        or info.tenant_id != tenant_id
-        or not info.usable(now=timezone.now())
-    ):
+    if info is None or not key_matches(key, info.digest) or info.tenant_id != tenant_id or not info.usable():
         raise NotAuthenticatedError()
     _record_use(info.id)
     return info

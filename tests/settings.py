@@ -31,3 +31,6 @@ CELERY_BROKER_URL = ""
 if not os.environ.get("REDIS_URL") and "CACHE_URL" not in os.environ:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "m3saas"}}
     TENANT_CACHE_GENERATION_CHECK_MS = 0
+    # The suite writes the cache as another process would (a shared cache's behaviour); the
+    # per-process path is tested on its own (tests/test_request_path.py).
+    TENANT_CACHE_SHARED = True

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -14,7 +15,7 @@ from django.db import connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from m3saas.access import RateLimit
+from m3saas.access import RateLimit, ThrottledError
 from modules.test.v1.models import Animal
 from tenants.api_keys import api_key_create, api_key_revoke
 from tenants.models import ApiKey, Tenant
@@ -424,3 +425,73 @@ def test_past_the_index_unknown_ids_are_remembered_briefly_boundedly_and_per_gen
     expired = _made_up()
     _master_queries(_client(expired), path)
     assert _master_queries(_client(expired), path) > 0  # its time was up: asked again
+
+
+def test_a_process_takes_its_share_of_a_large_limit_and_never_exceeds_it(monkeypatch):
+    """Large limits are counted a share at a time (one cache `incr` per share); several processes
+    (here: three tables of shares) together never let more than the limit through."""
+    import uuid
+
+    from django.core.cache import cache
+
+    from m3saas import access
+
+    limit = RateLimit(requests=1000, seconds=60)
+    monkeypatch.setattr(access.time, "time", lambda: 120.5 * 60)  # one window throughout
+    scope = f"tenant:share-{uuid.uuid4().hex}"
+    incrs: list[int] = []
+    real_incr = cache.incr
+
+    def incr(key: str, delta: int = 1, **kwargs: Any) -> int:
+        incrs.append(delta)
+        return real_incr(key, delta, **kwargs)
+
+    monkeypatch.setattr(cache, "incr", incr)
+    processes: list[dict[str, int]] = [{}, {}, {}]
+    served = 0
+    for i in range(1500):
+        monkeypatch.setattr(access, "_shares", processes[i % 3])
+        try:
+            access.rate_limit_hit(scope, limit)
+        except ThrottledError:
+            continue
+        served += 1
+    share = 1000 // access.RATE_SHARE_DIVISOR
+    assert share > 1
+    assert 1000 - 3 * share <= served <= 1000
+    # A round trip per share, not per request; a refusal once per process, then none.
+    assert len(incrs) <= 1000 / share + 3 + 3
+
+
+def test_a_small_limit_is_counted_request_by_request(monkeypatch):
+    import uuid
+
+    from m3saas import access
+
+    limit = RateLimit(requests=5, seconds=60)
+    monkeypatch.setattr(access.time, "time", lambda: 60.5 * 60)
+    scope = f"tenant:small-{uuid.uuid4().hex}"
+    results = []
+    for _ in range(7):
+        try:
+            access.rate_limit_hit(scope, limit)
+            results.append(200)
+        except ThrottledError:
+            results.append(429)
+    assert results == [200] * 5 + [429] * 2
+
+
+def test_a_limit_raised_mid_window_applies_at_once(monkeypatch):
+    """A spent window is refused locally, but only under the limit that spent it."""
+    import uuid
+
+    from m3saas import access
+
+    monkeypatch.setattr(access.time, "time", lambda: 10.5 * 86400)
+    scope = f"tenant:raised-{uuid.uuid4().hex}"
+    small, large = RateLimit(requests=2, seconds=86400), RateLimit(requests=1000, seconds=86400)
+    access.rate_limit_hit(scope, small)
+    access.rate_limit_hit(scope, small)
+    with pytest.raises(ThrottledError):
+        access.rate_limit_hit(scope, small)
+    access.rate_limit_hit(scope, large)  # the counter holds 3 (2 served + 1 refused) of 1000

@@ -7,6 +7,7 @@ instead of somewhere deep in a request. Each test names the code that relies on 
 from __future__ import annotations
 
 import inspect
+import threading
 
 import django
 import paho.mqtt.client as paho
@@ -32,7 +33,7 @@ def test_django_is_the_version_these_checks_were_written_for():
 def test_connection_handler_is_swapped_in_by_the_platform_app():
     """m3saas/apps.py installs it in ready(); every module holds `django.db.connections` by reference."""
     assert isinstance(connections, TenantConnectionHandler)
-    assert isinstance(connections._made, Local)
+    assert isinstance(connections._made, threading.local)
 
 
 def test_connection_handler_keeps_its_wrappers_in_a_thread_local_store():

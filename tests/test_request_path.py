@@ -3,6 +3,9 @@ parsed versions remembered; none of it may change what a request sees or who it 
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import pytest
 from django.core.cache import cache
 from django.db import connections
@@ -148,3 +151,70 @@ def test_the_next_request_after_a_subscription_change_is_refused(make_tenant):
     assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
     Subscription.objects.filter(tenant_id=tenant.id).delete()
     assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 404
+
+
+def test_a_per_process_cache_is_never_asked_for_the_generation(settings, monkeypatch):
+    """With the process's own cache (locmem), only this process changes the generation: it is kept
+    in memory, not read back per request, and this process's invalidations still apply at once."""
+    settings.TENANT_CACHE_TIMEOUT = 300
+    settings.TENANT_CACHE_SHARED = False
+    master_cache_invalidate()  # this process now knows the generation
+    asked: list[str] = []
+    real_get = cache.get
+
+    def get(key: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(key)
+        return real_get(key, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "get", get)
+    values = iter(["before", "after"])
+    for _ in range(3):
+        with master_cache_request():
+            assert master_cached("fast:own", lambda: next(values)) == "before"
+    assert tenancy_cache._GENERATION_KEY not in asked
+    master_cache_invalidate()
+    with master_cache_request():
+        assert master_cached("fast:own", lambda: next(values)) == "after"
+    assert tenancy_cache._GENERATION_KEY not in asked
+
+
+def test_the_settings_snapshot_follows_every_settings_change(settings):
+    """The route reads its settings from a per-process snapshot (issue 16), dropped on each change."""
+    from m3saas.settings_snapshot import snapshot
+
+    settings.TENANT_MAX_OPEN_CONNECTIONS = 3
+    settings.MODULE_API_ACCESS = "public"
+    assert (snapshot().tenant_max_open_connections, snapshot().module_api_access) == (3, "public")
+    settings.TENANT_MAX_OPEN_CONNECTIONS = 5
+    settings.MODULE_API_ACCESS = "keys"
+    assert (snapshot().tenant_max_open_connections, snapshot().module_api_access) == (5, "keys")
+
+
+def test_a_dummy_cache_counts_as_shared_and_caches_nothing(settings):
+    """A dummy cache holds nothing: the settings count it as shared (only locmem is a process's
+    own), so the generation is asked for each time, never kept, and no master read is cached."""
+    import subprocess
+    import sys
+
+    from django.test import override_settings
+
+    from m3saas.conf import BASE_DIR
+
+    probe = "import django; django.setup(); from django.conf import settings; print(settings.TENANT_CACHE_SHARED)"
+    env = {**os.environ, "CACHE_URL": "dummycache://", "DJANGO_SETTINGS_MODULE": "m3saas.settings"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=BASE_DIR, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1:] == ["True"], out.stderr[-2000:]
+
+    settings.TENANT_CACHE_TIMEOUT = 300
+    computed: list[int] = []
+
+    def compute() -> str:
+        computed.append(1)
+        return "v"
+
+    dummy = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    with override_settings(CACHES=dummy, TENANT_CACHE_SHARED=True):
+        for _ in range(3):
+            with master_cache_request():
+                assert master_cached("fast:dummy", compute) == "v"
+    assert len(computed) == 3

@@ -2,7 +2,8 @@
 
 Keys carry a generation; a change to tenants, modules, dependencies or subscriptions sets a
 new generation, so every cached entry is dropped at once. With the default per-process
-cache other processes see a change after `TENANT_CACHE_TIMEOUT`; a shared cache
+cache other processes see a change after `TENANT_CACHE_TIMEOUT` (and this process keeps the
+generation itself, never reading it back from its own cache); a shared cache
 (`REDIS_URL`) makes every process see it within `TENANT_CACHE_GENERATION_CHECK_MS`.
 
 In front of that cache each process keeps the values of the current generation itself: a hit
@@ -28,9 +29,10 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from m3saas.settings_snapshot import snapshot
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -98,7 +100,11 @@ def _generation_read() -> str:
     global _seen, _down_since
     now = time.monotonic()
     seen_at, seen = _seen
-    if seen and now - seen_at < settings.TENANT_CACHE_GENERATION_CHECK_MS / 1000:
+    # A process's own cache (`TENANT_CACHE_SHARED` false) is only changed by this process, which
+    # keeps `_seen` up to date itself: reading it back would cost a locmem get (about a sixth of
+    # what tenancy adds to a request, issue 16) and could only lose the value to the cache's culling.
+    hot = snapshot()
+    if seen and (not hot.tenant_cache_shared or now - seen_at < hot.tenant_cache_generation_check_seconds):
         return seen
     if _down_since is not None:
         if now < _retry_at:
@@ -120,7 +126,7 @@ def _generation_read() -> str:
 
 def master_cache_generation() -> str | None:
     """The current generation (changes with every master change), or None when nothing is cached."""
-    if settings.TENANT_CACHE_TIMEOUT <= 0:
+    if snapshot().tenant_cache_timeout <= 0:
         return None
     try:
         return _generation()
@@ -130,7 +136,7 @@ def master_cache_generation() -> str | None:
 
 def master_cached(key: str, compute: Callable[[], T]) -> T:
     """Return the cached value of `key` for the current master generation, computing it if absent."""
-    timeout = settings.TENANT_CACHE_TIMEOUT
+    timeout = snapshot().tenant_cache_timeout
     if timeout <= 0:
         return compute()
     global _front

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import threading
 from typing import Any, cast
 
 from asgiref.local import Local
@@ -16,6 +17,7 @@ from django.db.utils import ConnectionHandler
 from m3saas.engines import engine
 from m3saas.passwords import PasswordKeyError
 from m3saas.servers import DEFAULT_SERVER, ServerUnknownError, server_config
+from m3saas.settings_snapshot import snapshot
 from m3saas.tenancy.directory import tenant_directory
 from m3saas.tenancy.info import TenantInfo
 
@@ -50,7 +52,12 @@ class TenantConnectionHandler(ConnectionHandler):
     """
 
     _connections: Local  # Django's per-thread store of wrappers
-    _made: Local  # this handler's per-thread order of wrappers and parked wrappers
+    # This handler's per-thread order of wrappers and parked wrappers. A plain `threading.local`,
+    # not asgiref's `Local` as Django's own store: that one asks asyncio for a running loop (a
+    # raised and caught RuntimeError) on every access, and the route reads this store 3-4 times
+    # per request (issue 16). Where a loop runs, Django refuses database work anyway
+    # (`SynchronousOnlyOperation`), so per thread is per wrapper store wherever wrappers are used.
+    _made: threading.local
 
     def _aliases(self) -> dict[str, None]:
         try:
@@ -152,7 +159,7 @@ def connection_handler_install() -> None:
     internals it relies on are checked by `tests/test_django_internals.py`.
     """
     if not isinstance(connections, TenantConnectionHandler):
-        connections._made = Local(thread_critical=True)  # type: ignore[attr-defined]
+        connections._made = threading.local()  # type: ignore[attr-defined]
         connections.__class__ = TenantConnectionHandler
 
 
@@ -305,7 +312,7 @@ def tenant_connections_trim(*, keep: str | None = None) -> int:
     """
     if keep is not None:
         tenant_connection_used(keep)
-    limit = max(settings.TENANT_MAX_OPEN_CONNECTIONS, 0)
+    limit = snapshot().tenant_max_open_connections
     if _handler.wrapper_count() <= limit:
         return 0
     open_conns = _open_tenant_connections()
@@ -319,7 +326,7 @@ def tenant_connection_make_room(alias: str) -> int:
 
     Returns how many were closed.
     """
-    room = max(settings.TENANT_MAX_OPEN_CONNECTIONS - 1, 0)
+    room = max(snapshot().tenant_max_open_connections - 1, 0)
     if _handler.wrapper_count() <= room:
         return 0
     open_conns = _open_tenant_connections()

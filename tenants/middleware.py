@@ -78,7 +78,7 @@ class TenantMiddleware:
                 f"tenant:{tenant_id}" if api_key else f"tenant:{tenant_id}:anonymous:{request.META.get('REMOTE_ADDR')}"
             )
             rate_limit_hit(scope, tenant_rate_limit_get(tenant_id=tenant_id, api_key=api_key))
-            if api_key is not None:
+            if api_key is not None and api_key.rate_limit is not None:
                 rate_limit_hit(f"key:{api_key.id}", api_key.rate_limit)
             # Only a ready tenant is served (AUTO_MIGRATION brings a pending one up once); no query.
             tenant = tenant_ready_ensure(tenant=tenant)

@@ -53,7 +53,9 @@ class _Buffer:
     def add(self, keys: tuple[str, ...], *, every: float) -> Counter[str] | None:
         """Count `keys`; the counts to flush when `every` seconds have passed since the last flush."""
         with self.lock:
-            self.counts.update(keys)
+            counts = self.counts
+            for key in keys:
+                counts[key] += 1
             now = time.monotonic()
             if now - self.flushed_at < every:
                 return None

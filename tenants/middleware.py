@@ -25,13 +25,13 @@ from m3saas.access import (
 )
 from m3saas.api import error_response
 from m3saas.exceptions import ApplicationError
-from m3saas.tenancy.cache import master_cache_request
+from m3saas.tenancy.cache import master_cache_request_begin, master_cache_request_end
 from m3saas.tenancy.connections import (
     tenant_connection_make_room,
     tenant_connection_register,
     tenant_connections_trim,
 )
-from m3saas.tenancy.context import use_tenant
+from m3saas.tenancy.context import tenant_context_enter, tenant_context_exit
 from m3saas.tenancy.ownership import tenant_owner_verify
 from m3saas.tenancy.paths import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
 from m3saas.traffic import traffic_count
@@ -53,12 +53,13 @@ class TenantMiddleware:
         if match is None or match["module"] in PLATFORM_SEGMENTS:
             return self.get_response(request)
         status_code = 500  # what ApiErrorMiddleware answers for an exception from below
+        generation = master_cache_request_begin()  # the master generation is read once for the request
         try:
-            with master_cache_request():  # the master generation is read once for the request
-                response = self._serve(request, match)
+            response = self._serve(request, match)
             status_code = response.status_code
             return response
         finally:
+            master_cache_request_end(generation)
             # Counted once the tenant is known: ids of no tenant make no counters.
             counted = getattr(request, "_traffic_tenant_id", None)
             if counted is not None:
@@ -93,14 +94,15 @@ class TenantMiddleware:
         request.module_version = version  # type: ignore[attr-defined]
         # Close first, so that this request's own connection never takes the thread past the bound.
         tenant_connection_make_room(tenant.alias)
+        current = tenant_context_enter(tenant)  # as `use_tenant(tenant, registered=True)`
         try:
-            with use_tenant(tenant, registered=True):
-                try:
-                    tenant_owner_verify(tenant)  # once per process and tenant
-                except ApplicationError as exc:
-                    return error_response(exc)
-                return self.get_response(request)
+            try:
+                tenant_owner_verify(tenant)  # once per process and tenant
+            except ApplicationError as exc:
+                return error_response(exc)
+            return self.get_response(request)
         finally:
+            tenant_context_exit(current)
             tenant_connections_trim(keep=tenant.alias)
 
     def _api_key(self, request: HttpRequest, *, tenant_id: int, module: str) -> ApiKeyInfo | None:

@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
 from django.core.cache import cache
@@ -80,11 +80,20 @@ def master_cache_request() -> Iterator[None]:
     forgets the request's generation); one made elsewhere meanwhile is seen by the next request,
     as with `TENANT_CACHE_GENERATION_CHECK_MS`.
     """
-    token = _request_generation.set([""])
+    token = master_cache_request_begin()
     try:
         yield
     finally:
-        _request_generation.reset(token)
+        master_cache_request_end(token)
+
+
+def master_cache_request_begin() -> Token[list[str] | None]:
+    """`master_cache_request` without contextlib's generator (the tenant middleware, per request)."""
+    return _request_generation.set([""])
+
+
+def master_cache_request_end(token: Token[list[str] | None]) -> None:
+    _request_generation.reset(token)
 
 
 def _generation() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from m3saas.exceptions import TenantNotSetError
 from m3saas.tenancy.connections import tenant_connection_register
@@ -37,8 +37,18 @@ def use_tenant(tenant: TenantInfo, *, registered: bool = False) -> Iterator[Tena
     """
     if not registered:
         tenant_connection_register(tenant)
-    token = _current.set(tenant)
+    token = tenant_context_enter(tenant)
     try:
         yield tenant
     finally:
-        _current.reset(token)
+        tenant_context_exit(token)
+
+
+def tenant_context_enter(tenant: TenantInfo) -> Token[TenantInfo | None]:
+    """Make `tenant` current (its alias registered by the caller) until `tenant_context_exit(token)`:
+    `use_tenant` without contextlib's generator, for the tenant middleware's per-request path."""
+    return _current.set(tenant)
+
+
+def tenant_context_exit(token: Token[TenantInfo | None]) -> None:
+    _current.reset(token)

@@ -257,6 +257,11 @@ _shares_lock = threading.Lock()
 _SHARES_MAX_ENTRIES = 10_000
 
 
+def _throttled(window: int, limit: RateLimit, now: float) -> ThrottledError:
+    """The refusal of a request in `window`, with the seconds until the next one."""
+    return ThrottledError(retry_after=max(1, math.ceil((window + 1) * limit.seconds - now)))
+
+
 def rate_limit_hit(scope: str, limit: RateLimit | None) -> None:
     """Count one request of `scope` (e.g. `tenant:7`); raise `ThrottledError` past `limit`.
 
@@ -276,7 +281,7 @@ def rate_limit_hit(scope: str, limit: RateLimit | None) -> None:
             _shares[local] = left - 1
             return
     if left < 0:  # this window's budget is spent (the counter only grows): no round trip either
-        raise ThrottledError(retry_after=max(1, math.ceil((window + 1) * limit.seconds - now)))
+        raise _throttled(window, limit, now)
     share = max(1, min(RATE_SHARE_MAX, limit.requests // RATE_SHARE_DIVISOR))
     try:
         # Kept twice the window: a key that expired between Redis' EXISTS and INCR would live forever.
@@ -289,7 +294,7 @@ def rate_limit_hit(scope: str, limit: RateLimit | None) -> None:
     if granted <= 0:
         with _shares_lock:
             _shares[local] = -1
-        raise ThrottledError(retry_after=max(1, math.ceil((window + 1) * limit.seconds - now)))
+        raise _throttled(window, limit, now)
     if granted > 1:
         with _shares_lock:
             if len(_shares) >= _SHARES_MAX_ENTRIES:

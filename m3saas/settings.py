@@ -68,9 +68,6 @@ TENANT_CACHE_TIMEOUT = env.int("TENANT_CACHE_TIMEOUT", default=300)
 # Seconds an idle tenant connection is kept, and how many a worker thread keeps at most.
 TENANT_CONN_MAX_AGE = env.int("TENANT_CONN_MAX_AGE", default=60)
 TENANT_MAX_OPEN_CONNECTIONS = env.int("TENANT_MAX_OPEN_CONNECTIONS", default=4)
-for _name in ("TENANT_MAX_OPEN_CONNECTIONS", "TENANT_CONN_MAX_AGE"):
-    if globals()[_name] < 0:
-        raise ConfigError(f"{_name} must be 0 or more, not {globals()[_name]}")
 # Parallel workers of `migrate_tenants`.
 TENANT_MIGRATION_WORKERS = env.int("TENANT_MIGRATION_WORKERS", default=4)
 # MQTT: QoS 1/2 messages kept while the broker is away, and seconds to flush on exit.
@@ -99,8 +96,9 @@ TENANT_DB_USER_HOST = env.str("TENANT_DB_USER_HOST", default="%")
 # Connections each tenant database user may hold at once (MariaDB MAX_USER_CONNECTIONS; 0: no own
 # limit), so one tenant cannot take the server's connections from the others.
 TENANT_DB_MAX_CONNECTIONS = env.int("TENANT_DB_MAX_CONNECTIONS", default=20)
-if TENANT_DB_MAX_CONNECTIONS < 0:
-    raise ConfigError(f"TENANT_DB_MAX_CONNECTIONS must be 0 or more, not {TENANT_DB_MAX_CONNECTIONS}")
+for _name in ("TENANT_MAX_OPEN_CONNECTIONS", "TENANT_CONN_MAX_AGE", "TENANT_DB_MAX_CONNECTIONS"):
+    if globals()[_name] < 0:
+        raise ConfigError(f"{_name} must be 0 or more, not {globals()[_name]}")
 
 # Backups (`manage.py backup`, `runcrons`): where files go, and how often `runcrons` takes one
 # of each database (BACKUP_REPEAT: day, week, month, year, or off; every BACKUP_INTERVAL units).
@@ -217,14 +215,16 @@ else:
     CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://m3saas")}
 # Installations sharing one Redis database keep apart by prefix.
 CACHES["default"]["KEY_PREFIX"] = env.str("CACHE_KEY_PREFIX", default="")
-_shared_cache = "locmem" not in CACHES["default"]["BACKEND"] and "dummy" not in CACHES["default"]["BACKEND"]
-# Milliseconds a process trusts its copy of the cache's master generation before asking a shared
-# cache again: a change elsewhere is seen within it, and most warm requests cost no round trip.
-TENANT_CACHE_GENERATION_CHECK_MS = env.int("TENANT_CACHE_GENERATION_CHECK_MS", default=500 if _shared_cache else 0)
 # False: the cache is this process's own (locmem), so no other process changes the master generation
 # in it and the process keeps the generation itself instead of reading it per request. A dummy cache
 # counts as shared: it holds nothing, so every read starts a new generation and nothing is cached.
 TENANT_CACHE_SHARED = "locmem" not in CACHES["default"]["BACKEND"]
+# Milliseconds a process trusts its copy of the cache's master generation before asking a shared
+# cache again: a change elsewhere is seen within it, and most warm requests cost no round trip.
+TENANT_CACHE_GENERATION_CHECK_MS = env.int(
+    "TENANT_CACHE_GENERATION_CHECK_MS",
+    default=500 if TENANT_CACHE_SHARED and "dummy" not in CACHES["default"]["BACKEND"] else 0,
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

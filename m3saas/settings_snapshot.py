@@ -45,9 +45,9 @@ def _take() -> Snapshot:
         tenant_cache_timeout=int(settings.TENANT_CACHE_TIMEOUT),
         tenant_cache_shared=bool(settings.TENANT_CACHE_SHARED),
         tenant_cache_generation_check_seconds=settings.TENANT_CACHE_GENERATION_CHECK_MS / 1000,
-        tenant_max_open_connections=max(int(settings.TENANT_MAX_OPEN_CONNECTIONS), 0),
+        tenant_max_open_connections=int(settings.TENANT_MAX_OPEN_CONNECTIONS),  # 0 or more (settings.py)
         tenant_rate_limit=settings.TENANT_RATE_LIMIT,
-        module_api_access=str(getattr(settings, "MODULE_API_ACCESS", "keys")),
+        module_api_access=str(settings.MODULE_API_ACCESS),
         traffic_flush_seconds=float(settings.TRAFFIC_FLUSH_SECONDS),
     )
     return _current

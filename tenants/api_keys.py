@@ -20,7 +20,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -40,7 +39,7 @@ from m3saas.access import (
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
 from m3saas.identifiers import is_digits
 from m3saas.settings_snapshot import snapshot
-from m3saas.tenancy.cache import master_cache_generation, master_cached, master_cached_peek
+from m3saas.tenancy.cache import master_cache_generation, master_cached
 from tenants.models import ApiKey, Tenant
 
 
@@ -169,9 +168,6 @@ def _unknown_remember(key_id: str, generation: str) -> None:
 
 def api_key_info_get(*, key_id: str) -> ApiKeyInfo | None:
     """The key with `key_id` as the platform sees it (cached), or None."""
-    held = master_cached_peek(f"apikey:{key_id}")  # the common case: a key this process has seen
-    if held is not None:
-        return cast(_Lookup, held).info
     generation = master_cache_generation()  # None: nothing is cached (turned off, or the cache is down)
     index = _key_index() if generation is not None else None
     if index is not None and key_id not in index:

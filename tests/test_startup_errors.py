@@ -83,6 +83,15 @@ def test_a_bad_environment_value_is_one_line_naming_the_variable_and_the_form(tm
     assert_one_line(result.stderr, f"{variable}='{value}'", expected)
 
 
+@pytest.mark.parametrize(
+    "variable", ["TENANT_MAX_OPEN_CONNECTIONS", "TENANT_CONN_MAX_AGE", "TENANT_DB_MAX_CONNECTIONS"]
+)
+def test_a_negative_count_of_connections_or_seconds_is_one_line(tmp_path, variable):
+    result = _manage(_env(tmp_path, **{variable: "-1"}), "check")
+    assert result.returncode != 0
+    assert_one_line(result.stderr, f"{variable} must be 0 or more, not -1")
+
+
 @pytest.mark.parametrize("value", ["yes", "TRUE", "0", "off"])
 def test_booleans_take_the_usual_words(tmp_path, value):
     result = _manage(_env(tmp_path, DEBUG=value), "check")

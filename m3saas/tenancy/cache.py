@@ -176,24 +176,6 @@ def master_cached(key: str, compute: Callable[[], T]) -> T:
     return value
 
 
-def master_cached_peek(key: str) -> Any | None:
-    """The value this process holds for `key` in the current generation, or None: never computes
-    it and never asks the cache for it (a hit costs what `master_cached`'s does, without the rest)."""
-    if snapshot().tenant_cache_timeout <= 0:
-        return None
-    try:
-        generation = _generation()
-    except _CacheDown:
-        return None
-    front_generation, front = _front
-    if front_generation != generation:
-        return None
-    hit = front.get(key)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
-    return None
-
-
 def _generation_renew() -> None:
     """Start a new generation; a cache that does not answer is left to `_generation` to renew later."""
     global _seen

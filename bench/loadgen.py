@@ -2,7 +2,8 @@
 
 Each of `concurrency` threads keeps one HTTP/1.1 keep-alive connection (`http.client`), reopened
 every `reconnect_every` requests so that connections spread over the server's worker processes,
-and walks its own shuffled copy of `paths` in a cycle, so every path gets the same share.
+and walks its own shuffled copy of `paths` (or of `requests`, paths with headers of their own) in a
+cycle, so every path gets the same share.
 The run stops after `duration` seconds or `max_requests` requests, whichever comes first.
 Prints one JSON object: requests, errors, elapsed seconds and every latency in milliseconds.
 Pure standard library, so it never imports Django and never shares a process with the server.
@@ -34,6 +35,9 @@ class Spec:
     timeout: float = 30.0
     # Sent with every request, e.g. `Authorization: Bearer <key>`.
     headers: dict[str, str] = field(default_factory=dict)
+    # Instead of `paths`: [path, headers] pairs, each walked like a path with its own headers
+    # (figure 1's interleaved variants).
+    requests: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -44,15 +48,15 @@ class _ThreadResult:
 
 
 def _worker(spec: Spec, index: int, start: threading.Barrier, budget: itertools.count, out: _ThreadResult) -> None:
-    paths = list(spec.paths)
-    random.Random(spec.seed * 7919 + index).shuffle(paths)
-    cycle = itertools.cycle(paths)
+    items: list[tuple[str, dict[str, str]]] = [(p, {}) for p in spec.paths] + [(p, h) for p, h in spec.requests]
+    random.Random(spec.seed * 7919 + index).shuffle(items)
+    cycle = itertools.cycle(items)
     conn: http.client.HTTPConnection | None = None
     served_on_conn = 0
     start.wait()
     deadline = time.monotonic() + spec.duration
     while time.monotonic() < deadline and next(budget) < spec.max_requests:
-        path = next(cycle)
+        path, own_headers = next(cycle)
         if conn is None or served_on_conn >= spec.reconnect_every:
             if conn is not None:
                 conn.close()
@@ -60,7 +64,7 @@ def _worker(spec: Spec, index: int, start: threading.Barrier, budget: itertools.
             served_on_conn = 0
         began = time.perf_counter()
         try:
-            conn.request("GET", path, headers={"Accept": "application/json", **spec.headers})
+            conn.request("GET", path, headers={"Accept": "application/json", **spec.headers, **own_headers})
             response = conn.getresponse()
             response.read()
             status = response.status
@@ -84,7 +88,7 @@ def _worker(spec: Spec, index: int, start: threading.Barrier, budget: itertools.
 
 def run(spec: Spec) -> dict[str, Any]:
     """Drive the load described by `spec` from this process and return the raw results."""
-    if not spec.paths:
+    if not spec.paths and not spec.requests:
         raise ValueError("no paths to request")
     results = [_ThreadResult() for _ in range(spec.concurrency)]
     start = threading.Barrier(spec.concurrency + 1)

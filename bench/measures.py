@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import BASE_DIR, GUNICORN_THREADS, GUNICORN_WORKERS, PLAIN_PATH, ROWS, BenchError, log, timed
+from bench.meter import HEADER as METER_HEADER
+from bench.meter import meter_read
 from bench.server import Run, die_with_parent, http_get, server_log_tail
 from bench.system import ConnectionSampler, child_pids, cpu_seconds, rss_mib
 from bench.wrk import wrk_path, wrk_run
@@ -114,21 +116,29 @@ def load(
     headers: dict[str, str] | None = None,
     concurrency: int | None = None,
     client: str = "loadgen",
+    requests: list[tuple[str, dict[str, str]]] | None = None,
 ) -> dict[str, Any]:
     """Drive `paths` from the load generator's own process (`client`: "loadgen", or "wrk" for one
-    path); add the server side's CPU and logins."""
+    path), or `requests` ((path, headers) pairs) in a cycle instead; add the server side's CPU and
+    logins, and what `bench/meter.py` counted per variant (`meter`: requests and CPU seconds)."""
     assert run.server is not None
     workers = child_pids(run.server.pid)
+    metered = meter_read(run.meter_file)
     db_pid = run.admin.local_pid()
     worker_cpu = sum(cpu_seconds(pid) for pid in workers)
     db_cpu = cpu_seconds(db_pid) if db_pid else None
     logins = run.admin.logins()
     connections = concurrency or run.params.concurrency
     if client == "wrk":
-        (path,) = paths
+        (path,) = [requests[0][0]] if requests else paths
         try:
             raw: dict[str, Any] = wrk_run(
-                port=run.port, path=path, connections=connections, duration=duration, headers=headers or {}
+                port=run.port,
+                path=path,
+                connections=connections,
+                duration=duration,
+                headers=headers or {},
+                requests=requests,
             )
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
             raise BenchError(f"wrk failed: {exc}") from exc
@@ -142,6 +152,7 @@ def load(
             "max_requests": max_requests,
             "seed": seed,
             "headers": headers or {},
+            "requests": [list(r) for r in requests or []],
         }
         done = subprocess.run(
             [sys.executable, "-m", "bench.loadgen"],
@@ -158,6 +169,10 @@ def load(
     raw["logins"] = run.admin.logins() - logins - 1  # minus the admin connection that read the counter
     raw["worker_cpu"] = sum(cpu_seconds(pid) for pid in workers) - worker_cpu
     raw["db_cpu"] = cpu_seconds(db_pid) - db_cpu if db_pid and db_cpu is not None else None
+    time.sleep(0.2)  # a worker thread counts a request just after answering it
+    raw["meter"] = [
+        (n - n0, (ns - ns0) / 1e9) for (n, ns), (n0, ns0) in zip(meter_read(run.meter_file), metered, strict=True)
+    ]
     if child_pids(run.server.pid) != workers:
         raise BenchError(f"a gunicorn worker restarted during the load: {server_log_tail(run)}")
     if raw["errors"]:
@@ -276,6 +291,7 @@ def overhead_measure(run: Run) -> None:
                     p99 <= 1.2,
                 )
         lines.append("")
+    lines += _interleaved_measure(run, kept, tenant[0], key_header)
     if p.callgrind:
         lines += _instructions_measure(run)
     lines += [
@@ -284,6 +300,71 @@ def overhead_measure(run: Run) -> None:
         "Req/s and latency include the client and MariaDB on the same 2 CPUs and whatever else runs there.",
     ]
     run.report.section("1. Request overhead", lines)
+
+
+def _interleaved_measure(run: Run, clients: list[tuple[str, int]], path: str, key_header: dict[str, str]) -> list[str]:
+    """Figure 1 again, the three variants interleaved request by request in one load: each
+    request's CPU in the worker thread that served it, from `bench/meter.py`."""
+    p = run.params
+    labels = ["plain view, no tenancy", f"tenant-routed ({path})", "tenant-routed, the tenant's API key"]
+    accept = {"Accept": "application/json"}
+    requests = [
+        (PLAIN_PATH, {**accept, METER_HEADER: "0"}),
+        (path, {**accept, METER_HEADER: "1"}),
+        (path, {**accept, METER_HEADER: "2", **key_header}),
+    ]
+    cpu: dict[tuple[str, int], list[list[float]]] = {c: [[] for _ in labels] for c in clients}
+    served: dict[tuple[str, int], list[int]] = {c: [0 for _ in labels] for c in clients}
+    for r in range(p.rounds):
+        for client, conns in clients if r % 2 == 0 else list(reversed(clients)):
+            kwargs: dict[str, Any] = {"seed": r, "concurrency": conns, "client": client, "requests": requests}
+            load(run, [], duration=p.warmup, **kwargs)
+            raw = load(run, [], duration=p.duration, **kwargs)
+            unmarked = raw["meter"][-1][0]
+            if unmarked:
+                raise BenchError(f"{unmarked} request(s) reached the server without their {METER_HEADER}")
+            for i in range(len(labels)):
+                count, seconds = raw["meter"][i]
+                if not count:
+                    raise BenchError(f"no request of variant {i} ({labels[i]}) was counted by the meter")
+                cpu[(client, conns)][i].append(seconds / count * 1e6)
+                served[(client, conns)][i] += count
+            log(
+                f"round {r + 1}: interleaved, {client} x{conns}: worker-thread CPU µs/req "
+                + ", ".join(f"{values[-1]:.0f}" for values in cpu[(client, conns)])
+            )
+    lines = [
+        "**The variants interleaved request by request** (`bench/meter.py`): one load per client and round "
+        "sends the plain view, the tenant route and the keyed route in turn on each connection (wrk: on "
+        "each of its threads), so a slow moment of the machine falls on all three alike. The figure is "
+        "the CPU each request used in the worker thread that served it (the thread's own CPU clock, "
+        "read when gunicorn has answered, from parsing the request to writing the response), per "
+        "variant; the workers' main thread, which accepts and polls connections the same way for "
+        "every variant, is not in it. *Ratio* is plain / the variant, the median over the rounds of "
+        "each round's ratio.",
+        "",
+        "| client | plain µs/req | tenant-routed µs/req | keyed µs/req | ratio | keyed ratio | ratios per round |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for client, conns in clients:
+        name = f"{client}, {conns} connection{'s' if conns > 1 else ''}"
+        plain, routed, keyed = cpu[(client, conns)]
+        ratios = [statistics.median(a / b for a, b in zip(plain, other, strict=True)) for other in (routed, keyed)]
+        per_round = "; ".join(f"{a / b:.3f} / {a / c:.3f}" for a, b, c in zip(plain, routed, keyed, strict=True))
+        lines.append(
+            f"| {name} | {statistics.median(plain):.0f} | {statistics.median(routed):.0f} | "
+            f"{statistics.median(keyed):.0f} | {ratios[0]:.3f} | {ratios[1]:.3f} | {per_round} |"
+        )
+        for label, other, ratio in (("", routed, ratios[0]), (" with the API key", keyed, ratios[1])):
+            run.report.figure(
+                f"1. plain / tenant-routed{label} worker-thread CPU per request, interleaved, {name}",
+                f"{ratio:.3f} ({statistics.median(other):.0f} vs {statistics.median(plain):.0f} µs; "
+                f"{served[(client, conns)][0]:,} plain requests counted)",
+                ">= 0.95",
+                ratio >= 0.95,
+            )
+    lines.append("")
+    return lines
 
 
 def _instructions_measure(run: Run) -> list[str]:

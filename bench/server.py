@@ -23,6 +23,7 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from bench.common import BASE_DIR, GUNICORN_THREADS, GUNICORN_WORKERS, PLAIN_PATH, ROWS, BenchError, Params, log, timed
+from bench.meter import meter_file_create
 from bench.report import Report
 from bench.system import MariaDBAdmin, child_pids, free_port, wait_until
 
@@ -41,6 +42,10 @@ class Run:
     @property
     def master(self) -> str:
         return f"{self.prefix}_master"
+
+    @property
+    def meter_file(self) -> Path:
+        return self.workdir / "meter.bin"
 
     def tenant_name(self, index: int) -> str:
         return f"{self.prefix}_t{index:04d}"
@@ -159,9 +164,14 @@ def server_start(run: Run) -> None:
         "120",
         "--log-level",
         "warning",
+        # Per-request CPU of each variant, for figure 1's interleaved load (`bench/meter.py`).
+        "--config",
+        "python:bench.meter",
     ]
+    meter_file_create(run.meter_file)
+    env = {**os.environ, "BENCH_METER_FILE": str(run.meter_file)}
     run.server = subprocess.Popen(
-        cmd, cwd=BASE_DIR, env=os.environ.copy(), stdout=logfile, stderr=logfile, preexec_fn=die_with_parent
+        cmd, cwd=BASE_DIR, env=env, stdout=logfile, stderr=logfile, preexec_fn=die_with_parent
     )
 
     def ready() -> bool:

@@ -27,14 +27,50 @@ end
 """
 
 
+def _lua_string(text: str) -> str:
+    if not text.isascii() or not text.isprintable() or '"' in text or "\\" in text:
+        raise ValueError(f"not a plain ASCII request part: {text!r}")
+    return f'"{text}"'
+
+
+def _requests_lua(requests: list[tuple[str, dict[str, str]]]) -> str:
+    """wrk's `request` callback walking `requests` (path, headers) in a cycle, per connection thread."""
+    entries = []
+    for path, headers in requests:
+        table = ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items())
+        entries.append(f"{{{_lua_string(path)}, {{{table}}}}}")
+    return (
+        "local wanted = {" + ", ".join(entries) + "}\n"
+        "local made = {}\n"
+        "local turn = 0\n"
+        "init = function(args)\n"
+        "  for i, r in ipairs(wanted) do made[i] = wrk.format('GET', r[1], r[2]) end\n"
+        "  turn = math.random(#made) - 1\n"
+        "end\n"
+        "request = function()\n"
+        "  turn = turn % #made + 1\n"
+        "  return made[turn]\n"
+        "end\n"
+    )
+
+
 def wrk_path() -> str | None:
     return shutil.which("wrk")
 
 
 def wrk_run(
-    *, port: int, path: str, connections: int, duration: float, headers: dict[str, str], timeout: float = 30.0
+    *,
+    port: int,
+    path: str,
+    connections: int,
+    duration: float,
+    headers: dict[str, str],
+    timeout: float = 30.0,
+    requests: list[tuple[str, dict[str, str]]] | None = None,
 ) -> dict[str, Any]:
-    """Drive `GET path` with `connections` keep-alive connections for `duration` seconds.
+    """Drive `GET path` with `connections` keep-alive connections for `duration` seconds; with
+    `requests` ((path, headers) pairs), those in a cycle instead, one after the other on each
+    connection thread of wrk (which then ignores `path`'s own request).
 
     Returns requests, errors (non-2xx/3xx answers and socket errors), elapsed seconds, and p50,
     p99 and max latency in milliseconds.
@@ -44,7 +80,7 @@ def wrk_run(
         raise FileNotFoundError("wrk is not installed")
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "report.lua"
-        script.write_text(_REPORT_LUA)
+        script.write_text(_REPORT_LUA + (_requests_lua(requests) if requests else ""))
         command = [
             binary,
             f"--threads={min(2, connections)}",

@@ -20,9 +20,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, str | None, str | None]] = []  # path, X-Bench-Variant, Authorization
 
     def do_GET(self) -> None:
-        status = 200 if self.path == "/ok" else 404
+        self.seen.append((self.path, self.headers.get("X-Bench-Variant"), self.headers.get("Authorization")))
+        status = 200 if self.path in ("/ok", "/ok2") else 404
         body = b"[]"
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
@@ -38,6 +40,7 @@ def http_server() -> Iterator[int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    _Handler.seen = []
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
@@ -56,6 +59,55 @@ def test_load_generator_counts_every_non_200_as_an_error(http_server):
     )
     assert result["errors"] == 10
     assert "HTTP 404" in result["first_error"]
+
+
+def test_load_generator_sends_each_request_with_its_own_headers(http_server):
+    requests = [["/ok", {"X-Bench-Variant": "0"}], ["/ok2", {"X-Bench-Variant": "1", "Authorization": "Bearer k"}]]
+    result = run(Spec(host="127.0.0.1", port=http_server, paths=[], requests=requests, concurrency=2, max_requests=40))
+    assert result["requests"] == 40 and result["errors"] == 0
+    assert set(_Handler.seen) == {("/ok", "0", None), ("/ok2", "1", "Bearer k")}
+    # Each connection walks the pairs in a cycle: the two are interleaved, half and half.
+    assert sum(1 for path, _, _ in _Handler.seen if path == "/ok") == 20
+
+
+def test_meter_counts_each_threads_cpu_per_request_by_variant(tmp_path, monkeypatch):
+    """`bench/meter.py` as gunicorn calls it: the CPU a worker thread used since its previous
+    request goes to this request's variant; a thread's first request and an unmarked one are kept
+    apart; two workers add up."""
+    import time
+    from types import SimpleNamespace
+
+    from bench import meter
+
+    path = tmp_path / "meter.bin"
+    meter.meter_file_create(path)
+    monkeypatch.setenv("BENCH_METER_FILE", str(path))
+    monkeypatch.setattr(meter, "_state", {})
+    monkeypatch.setattr(meter, "_local", threading.local())
+
+    def request(variant: str | None) -> SimpleNamespace:
+        headers = [("HOST", "x")] + ([("X-BENCH-VARIANT", variant)] if variant is not None else [])
+        return SimpleNamespace(headers=headers)
+
+    def busy(seconds: float) -> None:
+        began = time.thread_time()
+        while time.thread_time() - began < seconds:
+            pass
+
+    meter.post_fork(None, SimpleNamespace(age=1))
+    meter.post_request(None, request("0"), {}, None)  # the thread's first: no start, not counted
+    busy(0.02)
+    meter.post_request(None, request("1"), {}, None)
+    busy(0.01)
+    meter.post_request(None, request("0"), {}, None)
+    meter.post_request(None, request(None), {}, None)
+    meter.post_request(None, request("99"), {}, None)
+    meter.post_fork(None, SimpleNamespace(age=2))  # another worker, its own slot
+    meter.post_request(None, request("1"), {}, None)
+    totals = meter.meter_read(path)
+    assert [count for count, _ in totals] == [1, 2, 0, 0, 0, 0, 0, 2]
+    assert 0.02 <= totals[1][1] / 1e9 < 0.05
+    assert 0.01 <= totals[0][1] / 1e9 < 0.02
 
 
 def test_a_zipf_mix_favours_the_first_tenants_and_is_the_same_for_a_seed():
@@ -89,6 +141,20 @@ def test_wrk_reports_requests_percentiles_and_errors(http_server):
     missing = wrk_run(port=http_server, path="/missing", connections=1, duration=1, headers={})
     assert missing["errors"] == missing["requests"] > 0
     assert "/missing" in missing["first_error"]
+
+
+@pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed (make bench-deps)")
+def test_wrk_walks_requests_with_their_own_headers(http_server):
+    from bench.wrk import wrk_run
+
+    requests = [("/ok", {"X-Bench-Variant": "0"}), ("/ok2", {"X-Bench-Variant": "1", "Authorization": "Bearer k"})]
+    done = wrk_run(port=http_server, path="/ignored", connections=1, duration=1, headers={}, requests=requests)
+    assert done["requests"] > 10 and done["errors"] == 0
+    assert set(_Handler.seen) == {("/ok", "0", None), ("/ok2", "1", "Bearer k")}
+    plain = sum(1 for path, _, _ in _Handler.seen if path == "/ok")
+    assert abs(2 * plain - len(_Handler.seen)) <= 1  # one after the other
+    with pytest.raises(ValueError, match="plain ASCII"):
+        wrk_run(port=http_server, path="/", connections=1, duration=1, headers={}, requests=[('/"', {})])
 
 
 @pytest.mark.mariadb
@@ -137,6 +203,7 @@ def test_quick_benchmark_runs_end_to_end_and_drops_what_it_created(tmp_path):
     assert "**loadgen, 16 connections**" in report and "**loadgen, 1 connection**" in report
     assert ("**wrk, 16 connections**" in report) == bool(shutil.which("wrk"))
     assert "| 1. p99 tenant-routed / plain, loadgen, 16 connections |" in report
+    assert "| 1. plain / tenant-routed worker-thread CPU per request, interleaved, loadgen, 16 connections |" in report
     assert "Zipf s=1.1" in report
     prefix = re.search(r"run (m3bench[0-9a-f]{6}):", done.stdout)
     assert prefix is not None, done.stdout[-2000:]

@@ -179,17 +179,31 @@ def _quoted(name: str) -> str:
 
 class ConnectionSampler:
     """Polls MariaDB's process list in a thread: peaks of the tenants' and master's connections,
-    and how many samples saw more tenant connections than `bound`."""
+    and how many samples saw more tenant connections than `bound`.
+
+    A sample above the bound is taken again `recheck` seconds later: a session a worker has just
+    closed (its `COM_QUIT` sent, no answer awaited) can still be listed by the server for a moment
+    after the worker opened the next one. `over_bound_held` counts the samples still above the
+    bound then: connections held, not a session on its way out.
+    """
 
     def __init__(
-        self, admin: MariaDBAdmin, *, tenant_user_prefix: str, master_database: str, bound: int, interval: float = 0.02
+        self,
+        admin: MariaDBAdmin,
+        *,
+        tenant_user_prefix: str,
+        master_database: str,
+        bound: int,
+        interval: float = 0.02,
+        recheck: float = 0.01,
     ) -> None:
         self.admin = admin
         self.like = tenant_user_prefix.replace("_", "\\_") + "\\_%"
         self.master_database = master_database
         self.bound = bound
         self.interval = interval
-        self.peak_tenant = self.peak_master = self.samples = self.over_bound = 0
+        self.recheck = recheck
+        self.peak_tenant = self.peak_master = self.samples = self.over_bound = self.over_bound_held = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Any = None
@@ -206,7 +220,7 @@ class ConnectionSampler:
         return tenant, master
 
     def reset(self) -> None:
-        self.peak_tenant = self.peak_master = self.samples = self.over_bound = 0
+        self.peak_tenant = self.peak_master = self.samples = self.over_bound = self.over_bound_held = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -214,7 +228,10 @@ class ConnectionSampler:
             self.peak_tenant = max(self.peak_tenant, tenant)
             self.peak_master = max(self.peak_master, master)
             self.samples += 1
-            self.over_bound += tenant > self.bound
+            if tenant > self.bound:
+                self.over_bound += 1
+                time.sleep(self.recheck)
+                self.over_bound_held += self.sample()[0] > self.bound
             self._stop.wait(self.interval)
 
     def __enter__(self) -> ConnectionSampler:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import gc
 import os
 
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, path
 
 from bench.views import PlainAnimalListView
 from m3saas import urls as production
 from m3saas.modules.registry import module_labels
+from m3saas.modules.urls import ModuleDispatch
 
 handler400 = getattr(production, "handler400", None)
 handler403 = getattr(production, "handler403", None)
@@ -40,7 +41,7 @@ def _urlpatterns() -> list[URLPattern | URLResolver]:
     result: list[URLPattern | URLResolver] = []
     for pattern in production.urlpatterns:
         if isinstance(pattern, URLResolver) and pattern.urlconf_name is production.platform_patterns:
-            result.append(path(str(pattern.pattern), include(_platform_patterns_with_plain())))
+            result.append(ModuleDispatch(str(pattern.pattern), _platform_patterns_with_plain()))
         else:
             result.append(pattern)
     return result

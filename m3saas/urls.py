@@ -8,7 +8,7 @@ from django.urls import URLPattern, URLResolver, include, path
 
 from m3saas.audit.admin import audit_every_admin
 from m3saas.health import HealthView
-from m3saas.modules.urls import module_urlpatterns
+from m3saas.modules.urls import ModuleDispatch, module_urlpatterns
 from m3saas.openapi import schema_urlpatterns
 from tenants.operator_api.urls import operator_schema_urlpatterns
 
@@ -37,7 +37,8 @@ admin.site.site_title = settings.ADMIN_SITE_TITLE
 admin.site.index_title = "Tenants, modules and subscriptions"
 # "View site": the API docs, the closest thing to a site this platform has.
 admin.site.site_url = f"/{_prefix}schema/"
-urlpatterns: list[URLPattern | URLResolver] = [path(_prefix, include(platform_patterns))]
+# `path(_prefix, include(platform_patterns))` that takes a module path to its mount at once.
+urlpatterns: list[URLPattern | URLResolver] = [ModuleDispatch(_prefix, platform_patterns)]
 if _prefix:
     # Load balancers and the container's health check ask `/health`, whatever the prefix.
     urlpatterns.insert(0, path("health", HealthView.as_view(), name="health-root"))

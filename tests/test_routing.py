@@ -7,6 +7,7 @@ import logging
 import pytest
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
+from django.urls import Resolver404
 from rest_framework.test import APIClient
 
 from m3saas.tenancy.context import tenant_current_or_none
@@ -178,3 +179,82 @@ def test_polling_a_tenant_being_migrated_keeps_other_tenants_cached(client, make
     with CaptureQueriesContext(connections["default"]) as master:
         assert client.get(f"/{ready.id}/test/v1/animals").status_code == 200
     assert len(master) == 0, [q["sql"] for q in master.captured_queries]
+
+
+# --- the module mounts behind one resolver (issue 16) -----------------------------------------
+
+
+def _reference_resolver():
+    """The module mounts listed one by one under the root, as Django would try them."""
+    from django.urls.resolvers import RegexPattern, URLResolver
+
+    from m3saas.modules.urls import module_urlpatterns
+
+    return URLResolver(RegexPattern(r"^/"), module_urlpatterns())
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/1/test/v1/animals",
+        "/1/test/v1.4/animals",
+        "/1/test/v1.0.1/animals/7",
+        "/12/test/v2/animals",
+        "/1/notes/v1/notes",
+        "/1/tags/v1/tags",
+    ],
+)
+def test_module_mounts_resolve_as_the_list_of_mounts_would(path):
+    from django.urls import get_resolver
+
+    ours, reference = get_resolver().resolve(path), _reference_resolver().resolve(path)
+    assert ours.func is reference.func
+    assert (ours.args, ours.kwargs, ours.url_name) == (reference.args, reference.kwargs, reference.url_name)
+    assert (ours.namespaces, ours.app_names, ours.route) == (reference.namespaces, reference.app_names, reference.route)
+
+
+@pytest.mark.parametrize(
+    "path", ["/1/test/v10/animals", "/1/test/v01/animals", "/1/test/v1x/animals", "/1/test/v1./animals", "/1/no/v1/x"]
+)
+def test_module_mounts_refuse_what_no_mount_matches(path):
+    from django.urls import get_resolver
+
+    with pytest.raises(Resolver404):
+        _reference_resolver().resolve(path)
+    with pytest.raises(Resolver404):
+        get_resolver().resolve(path)
+
+
+def test_only_the_mount_a_path_names_is_asked(monkeypatch):
+    """A request to one module version does not try the others (it did, in name order, each
+    failing one raising and catching a Resolver404)."""
+    from django.urls import get_resolver
+
+    from m3saas.modules.registry import module_labels
+
+    labels = module_labels()
+    (dispatch,) = get_resolver().url_patterns
+    mounts = [p for p in dispatch.url_patterns if getattr(p, "namespace", None) in labels]
+    assert len(mounts) >= 3
+    asked: list[str] = []
+    for mount in mounts:
+        monkeypatch.setattr(
+            mount, "resolve", lambda path, m=mount, f=mount.resolve: asked.append(m.namespace) or f(path)
+        )
+    assert get_resolver().resolve("/1/test/v2/animals").namespace == "test_v2"
+    assert asked == ["test_v2"]
+    asked.clear()
+    # What the named mount does not match is resolved over the whole list, as before.
+    assert get_resolver().resolve("/health").url_name == "health"
+    assert asked == sorted(labels)
+    asked.clear()
+    with pytest.raises(Resolver404):
+        get_resolver().resolve("/1/test/v1./animals")  # names test v1, which does not match it
+    assert asked == ["test_v1", *sorted(labels)]
+
+
+def test_module_routes_still_reverse():
+    from django.urls import reverse
+
+    assert reverse("test_v1:animal-list", kwargs={"tenant_id": 3, "version": "1.4"}) == "/3/test/v1.4/animals"
+    assert reverse("test_v2:animal-detail", kwargs={"tenant_id": 3, "version": "2", "pk": 9}) == "/3/test/v2/animals/9"

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -263,3 +264,48 @@ def test_benchmark_says_why_it_skips_the_workers_figure_when_the_broker_is_down(
     report = output.read_text()
     assert "## 6. Migrating many tenants on Celery workers\n\nSkipped: the broker does not answer" in report
     assert "## 2. Scale in tenants" not in report
+
+
+def test_meter_profiles_each_variant_and_diffs_them(tmp_path, monkeypatch):
+    """`BENCH_METER_PROFILE`: a profile per variant, merged over the worker's threads, written
+    when the worker stops; `python -m bench.meter <dir> a b` names what only one variant ran."""
+    from types import SimpleNamespace
+
+    from bench import meter
+
+    meter_file, profiles = tmp_path / "meter.bin", tmp_path / "profiles"
+    profiles.mkdir()
+    meter.meter_file_create(meter_file)
+    monkeypatch.setenv("BENCH_METER_FILE", str(meter_file))
+    monkeypatch.setenv("BENCH_METER_PROFILE", str(profiles))
+    monkeypatch.setattr(meter, "_state", {})
+    monkeypatch.setattr(meter, "_local", threading.local())
+
+    def only_in_b() -> int:
+        return sum(range(2000))
+
+    def serve(variant: str, work: Any = None) -> None:
+        req = SimpleNamespace(headers=[("X-BENCH-VARIANT", variant)])
+        meter.pre_request(None, req)
+        if work is not None:
+            work()
+        meter.post_request(None, req, {}, None)
+
+    meter.post_fork(None, SimpleNamespace(age=1))
+    for _ in range(3):
+        serve("0")
+        serve("1", only_in_b)
+    other = threading.Thread(target=serve, args=("1", only_in_b))
+    other.start()
+    other.join()
+    meter.worker_exit(None, None)
+    assert sorted(p.name.split("-")[0] for p in profiles.glob("*.prof")) == ["v0", "v1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.meter", str(profiles), "0", "1"],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "variant 0: 3 requests" in done.stdout and "variant 1: 4 requests" in done.stdout
+    assert "(only_in_b)  (0.00 -> 1.00)" in done.stdout

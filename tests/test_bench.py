@@ -205,6 +205,7 @@ def test_quick_benchmark_runs_end_to_end_and_drops_what_it_created(tmp_path):
     assert ("**wrk, 16 connections**" in report) == bool(shutil.which("wrk"))
     assert "| 1. p99 tenant-routed / plain, loadgen, 16 connections |" in report
     assert "| 1. plain / tenant-routed worker-thread CPU per request, interleaved, loadgen, 16 connections |" in report
+    assert "keyed vs plain with the header" in report
     assert "Zipf s=1.1" in report
     prefix = re.search(r"run (m3bench[0-9a-f]{6}):", done.stdout)
     assert prefix is not None, done.stdout[-2000:]

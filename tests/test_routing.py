@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from django.db import connections
@@ -231,16 +232,26 @@ def test_only_the_mount_a_path_names_is_asked(monkeypatch):
     from django.urls import get_resolver
 
     from m3saas.modules.registry import module_labels
+    from m3saas.modules.urls import ModuleDispatch
 
     labels = module_labels()
     (dispatch,) = get_resolver().url_patterns
+    assert isinstance(dispatch, ModuleDispatch)
     mounts = [p for p in dispatch.url_patterns if getattr(p, "namespace", None) in labels]
     assert len(mounts) >= 3
     asked: list[str] = []
+
+    def counting(mount: Any) -> Any:
+        resolve = mount.resolve
+
+        def asking(path: str) -> Any:
+            asked.append(mount.namespace)
+            return resolve(path)
+
+        return asking
+
     for mount in mounts:
-        monkeypatch.setattr(
-            mount, "resolve", lambda path, m=mount, f=mount.resolve: asked.append(m.namespace) or f(path)
-        )
+        monkeypatch.setattr(mount, "resolve", counting(mount))
     assert get_resolver().resolve("/1/test/v2/animals").namespace == "test_v2"
     assert asked == ["test_v2"]
     asked.clear()

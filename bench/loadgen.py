@@ -5,7 +5,8 @@ every `reconnect_every` requests so that connections spread over the server's wo
 and walks its own shuffled copy of `paths` (or of `requests`, paths with headers of their own) in a
 cycle, so every path gets the same share.
 The run stops after `duration` seconds or `max_requests` requests, whichever comes first.
-Prints one JSON object: requests, errors, elapsed seconds and every latency in milliseconds.
+Prints one JSON object: requests, errors, elapsed seconds and every latency in milliseconds (with
+`requests`, also each request's latencies apart).
 Pure standard library, so it never imports Django and never shares a process with the server.
 """
 
@@ -43,12 +44,16 @@ class Spec:
 @dataclass
 class _ThreadResult:
     latencies_ms: list[float] = field(default_factory=list)
+    by_request: dict[int, list[float]] = field(default_factory=dict)  # index in `Spec.requests` → latencies
     errors: int = 0
     first_error: str = ""
 
 
 def _worker(spec: Spec, index: int, start: threading.Barrier, budget: itertools.count, out: _ThreadResult) -> None:
-    items: list[tuple[str, dict[str, str]]] = [(p, {}) for p in spec.paths] + [(p, h) for p, h in spec.requests]
+    # (path, headers, index in `requests` or -1 for a path)
+    items: list[tuple[str, dict[str, str], int]] = [(p, {}, -1) for p in spec.paths] + [
+        (p, h, i) for i, (p, h) in enumerate(spec.requests)
+    ]
     random.Random(spec.seed * 7919 + index).shuffle(items)
     cycle = itertools.cycle(items)
     conn: http.client.HTTPConnection | None = None
@@ -56,7 +61,7 @@ def _worker(spec: Spec, index: int, start: threading.Barrier, budget: itertools.
     start.wait()
     deadline = time.monotonic() + spec.duration
     while time.monotonic() < deadline and next(budget) < spec.max_requests:
-        path, own_headers = next(cycle)
+        path, own_headers, item = next(cycle)
         if conn is None or served_on_conn >= spec.reconnect_every:
             if conn is not None:
                 conn.close()
@@ -74,7 +79,10 @@ def _worker(spec: Spec, index: int, start: threading.Barrier, budget: itertools.
             out.errors += 1
             out.first_error = out.first_error or f"{path}: {type(exc).__name__}: {exc}"
             continue
-        out.latencies_ms.append((time.perf_counter() - began) * 1000.0)
+        latency = (time.perf_counter() - began) * 1000.0
+        out.latencies_ms.append(latency)
+        if item >= 0:
+            out.by_request.setdefault(item, []).append(latency)
         served_on_conn += 1
         if status != 200:
             out.errors += 1
@@ -111,6 +119,11 @@ def run(spec: Spec) -> dict[str, Any]:
         "first_error": next((r.first_error for r in results if r.first_error), ""),
         "elapsed": elapsed,
         "latencies_ms": [round(latency, 3) for latency in latencies],
+        # With `requests`: each one's latencies apart, under its index as a string (JSON keys).
+        "latencies_by_request": {
+            str(i): [round(latency, 3) for r in results for latency in r.by_request.get(i, [])]
+            for i in range(len(spec.requests))
+        },
     }
 
 

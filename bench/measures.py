@@ -323,6 +323,8 @@ def _interleaved_measure(run: Run, clients: list[tuple[str, int]], path: str, ke
     ]
     cpu: dict[tuple[str, int], list[list[float]]] = {c: [[] for _ in labels] for c in clients}
     served: dict[tuple[str, int], list[int]] = {c: [0 for _ in labels] for c in clients}
+    # The load generator's latencies per variant, p99 of each round (wrk reports them pooled only).
+    p99: dict[tuple[str, int], list[list[float]]] = {c: [[] for _ in labels] for c in clients if c[0] == "loadgen"}
     for r in range(p.rounds):
         for client, conns in clients if r % 2 == 0 else list(reversed(clients)):
             kwargs: dict[str, Any] = {"seed": r, "concurrency": conns, "client": client, "requests": requests}
@@ -337,6 +339,8 @@ def _interleaved_measure(run: Run, clients: list[tuple[str, int]], path: str, ke
                     raise BenchError(f"no request of variant {i} ({labels[i]}) was counted by the meter")
                 cpu[(client, conns)][i].append(seconds / count * 1e6)
                 served[(client, conns)][i] += count
+                if (client, conns) in p99:
+                    p99[(client, conns)][i].append(percentile(raw["latencies_by_request"][str(i)], 99))
             log(
                 f"round {r + 1}: interleaved, {client} x{conns}: worker-thread CPU µs/req "
                 + ", ".join(f"{values[-1]:.0f}" for values in cpu[(client, conns)])
@@ -377,6 +381,31 @@ def _interleaved_measure(run: Run, clients: list[tuple[str, int]], path: str, ke
                 ratio >= 0.95,
             )
     lines.append("")
+    if p99:
+        lines += [
+            "p99 of each variant in the same interleaved loads (the load generator's latencies, per round), "
+            "tenant-routed / plain, the median over the rounds of each round's ratio:",
+            "",
+            "| client | plain p99 ms | tenant-routed p99 ms | keyed p99 ms | p99 ratio | keyed p99 ratio | per round |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for (client, conns), (plain, routed, keyed, _) in p99.items():
+            name = f"{client}, {conns} connection{'s' if conns > 1 else ''}"
+            ratios = [statistics.median(b / a for a, b in zip(plain, other, strict=True)) for other in (routed, keyed)]
+            per_round = "; ".join(f"{b / a:.2f} / {c / a:.2f}" for a, b, c in zip(plain, routed, keyed, strict=True))
+            lines.append(
+                f"| {name} | {statistics.median(plain):.2f} | {statistics.median(routed):.2f} | "
+                f"{statistics.median(keyed):.2f} | {ratios[0]:.2f} | {ratios[1]:.2f} | {per_round} |"
+            )
+            if conns >= 16:
+                for label, ratio in (("", ratios[0]), (" with the API key", ratios[1])):
+                    run.report.figure(
+                        f"1. p99 tenant-routed{label} / plain, interleaved, {name}",
+                        f"{ratio:.2f}",
+                        "<= 1.2",
+                        ratio <= 1.2,
+                    )
+        lines.append("")
     return lines
 
 

@@ -69,6 +69,8 @@ def test_load_generator_sends_each_request_with_its_own_headers(http_server):
     assert set(_Handler.seen) == {("/ok", "0", None), ("/ok2", "1", "Bearer k")}
     # Each connection walks the pairs in a cycle: the two are interleaved, half and half.
     assert sum(1 for path, _, _ in _Handler.seen if path == "/ok") == 20
+    assert sorted(result["latencies_by_request"]) == ["0", "1"]
+    assert [len(v) for v in result["latencies_by_request"].values()] == [20, 20]
 
 
 def test_meter_counts_each_threads_cpu_per_request_by_variant(tmp_path, monkeypatch):
@@ -206,6 +208,7 @@ def test_quick_benchmark_runs_end_to_end_and_drops_what_it_created(tmp_path):
     assert "| 1. p99 tenant-routed / plain, loadgen, 16 connections |" in report
     assert "| 1. plain / tenant-routed worker-thread CPU per request, interleaved, loadgen, 16 connections |" in report
     assert "keyed vs plain with the header" in report
+    assert "| 1. p99 tenant-routed / plain, interleaved, loadgen, 16 connections |" in report
     assert "Zipf s=1.1" in report
     prefix = re.search(r"run (m3bench[0-9a-f]{6}):", done.stdout)
     assert prefix is not None, done.stdout[-2000:]

@@ -94,7 +94,7 @@ class TenantMiddleware:
         request.module_version = version  # type: ignore[attr-defined]
         # Close first, so that this request's own connection never takes the thread past the bound.
         tenant_connection_make_room(tenant.alias)
-        current = tenant_context_enter(tenant)  # as `use_tenant(tenant, registered=True)`
+        current = tenant_context_enter(tenant)  # as `use_tenant(tenant)`, the alias registered above
         try:
             try:
                 tenant_owner_verify(tenant)  # once per process and tenant

@@ -29,14 +29,12 @@ def tenant_current_or_none() -> TenantInfo | None:
 
 
 @contextmanager
-def use_tenant(tenant: TenantInfo, *, registered: bool = False) -> Iterator[TenantInfo]:
-    """Make `tenant` current for the block and restore the previous tenant on exit.
-
-    `registered=True`: the caller has just registered the tenant's alias (the tenant middleware
-    does, to answer an unreadable password with a JSON 503), so it is not registered twice.
+def use_tenant(tenant: TenantInfo) -> Iterator[TenantInfo]:
+    """Register the tenant's alias, make `tenant` current for the block and restore the previous
+    tenant on exit. (The tenant middleware registers the alias itself, to answer an unreadable
+    password with a JSON 503, and then uses `tenant_context_enter`/`tenant_context_exit`.)
     """
-    if not registered:
-        tenant_connection_register(tenant)
+    tenant_connection_register(tenant)
     token = tenant_context_enter(tenant)
     try:
         yield tenant

@@ -120,10 +120,11 @@ def load(
 ) -> dict[str, Any]:
     """Drive `paths` from the load generator's own process (`client`: "loadgen", or "wrk" for one
     path), or `requests` ((path, headers) pairs) in a cycle instead; add the server side's CPU and
-    logins, and what `bench/meter.py` counted per variant (`meter`: requests and CPU seconds)."""
+    logins, and with `requests`, what `bench/meter.py` counted per variant (`meter`: requests and
+    CPU seconds)."""
     assert run.server is not None
     workers = child_pids(run.server.pid)
-    metered = meter_read(run.meter_file)
+    metered = meter_read(run.meter_file) if requests else None
     db_pid = run.admin.local_pid()
     worker_cpu = sum(cpu_seconds(pid) for pid in workers)
     db_cpu = cpu_seconds(db_pid) if db_pid else None
@@ -169,10 +170,11 @@ def load(
     raw["logins"] = run.admin.logins() - logins - 1  # minus the admin connection that read the counter
     raw["worker_cpu"] = sum(cpu_seconds(pid) for pid in workers) - worker_cpu
     raw["db_cpu"] = cpu_seconds(db_pid) - db_cpu if db_pid and db_cpu is not None else None
-    time.sleep(0.2)  # a worker thread counts a request just after answering it
-    raw["meter"] = [
-        (n - n0, (ns - ns0) / 1e9) for (n, ns), (n0, ns0) in zip(meter_read(run.meter_file), metered, strict=True)
-    ]
+    if metered is not None:  # an interleaved load: what each variant cost
+        time.sleep(0.2)  # a worker thread counts a request just after answering it
+        raw["meter"] = [
+            (n - n0, (ns - ns0) / 1e9) for (n, ns), (n0, ns0) in zip(meter_read(run.meter_file), metered, strict=True)
+        ]
     if child_pids(run.server.pid) != workers:
         raise BenchError(f"a gunicorn worker restarted during the load: {server_log_tail(run)}")
     if raw["errors"]:

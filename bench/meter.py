@@ -79,7 +79,7 @@ def post_fork(server: Any, worker: Any) -> None:
 def _variant(req: Any) -> int:
     for name, value in req.headers:
         if name == _HEADER_UPPER:
-            return int(value) if value.isdigit() and int(value) < VARIANTS - 1 else VARIANTS - 1
+            return int(value) if value.isascii() and value.isdigit() and int(value) < VARIANTS - 1 else VARIANTS - 1
     return VARIANTS - 1
 
 

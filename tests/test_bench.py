@@ -105,10 +105,11 @@ def test_meter_counts_each_threads_cpu_per_request_by_variant(tmp_path, monkeypa
     meter.post_request(None, request("0"), {}, None)
     meter.post_request(None, request(None), {}, None)
     meter.post_request(None, request("99"), {}, None)
+    meter.post_request(None, request("²"), {}, None)  # a digit to str.isdigit, not to int()
     meter.post_fork(None, SimpleNamespace(age=2))  # another worker, its own slot
     meter.post_request(None, request("1"), {}, None)
     totals = meter.meter_read(path)
-    assert [count for count, _ in totals] == [1, 2, 0, 0, 0, 0, 0, 2]
+    assert [count for count, _ in totals] == [1, 2, 0, 0, 0, 0, 0, 3]
     assert 0.02 <= totals[1][1] / 1e9 < 0.05
     assert 0.01 <= totals[0][1] / 1e9 < 0.02
 

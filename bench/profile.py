@@ -31,7 +31,7 @@ from typing import Any
 from bench.common import PLAIN_PATH, Params
 from bench.report import Report
 from bench.server import Run, cleanup, configure, master_prepare, rows_seed
-from bench.system import MariaDBAdmin
+from bench.system import MariaDBAdmin, cpu_seconds
 
 
 def _environ(path: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.spread:
             _spread(app, run.tenants, args.requests, args.blocks)
         if args.logins:
-            _logins(tenant, args.requests, args.blocks)
+            _logins(tenant, args.requests, args.blocks, admin)
         if args.tail:
             _tail(app, variants, args.requests, args.blocks)
         if args.ablate:
@@ -348,31 +348,55 @@ def _spread(app: Any, tenants: list[Any], count: int, blocks: int) -> None:
         print(f"  {name:14s} {statistics.median(values):8.1f}  logins per request {done[name][1] / done[name][0]:.2f}")
 
 
-def _logins(tenant: Any, count: int, blocks: int) -> None:
+def _logins(tenant: Any, count: int, blocks: int, admin: MariaDBAdmin) -> None:
     """What a tenant login costs through Django (connect, `init_command`, session set-up, close),
-    over TCP to 127.0.0.1 and over the Unix socket (`localhost`), alternating: wall and thread CPU."""
+    over TCP to 127.0.0.1 and over the Unix socket (`localhost`), with our backend and with
+    Django's own, alternating: wall, client thread CPU, MariaDB's CPU and statements per login."""
     from django.db import connections
     from django.db.utils import load_backend
 
     entry = connections.settings[tenant.alias]
-    backend = load_backend(entry["ENGINE"])
-    results: dict[str, tuple[list[float], list[float]]] = {"127.0.0.1": ([], []), "localhost": ([], [])}
+    backends = {"ours": load_backend(entry["ENGINE"]), "django": load_backend("django.db.backends.mysql")}
+    variants = [(name, host) for host in ("127.0.0.1", "localhost") for name in backends]
+    results: dict[tuple[str, str], tuple[list[float], list[float], list[float], list[float]]] = {
+        variant: ([], [], [], []) for variant in variants
+    }
+    server = admin.local_pid()
+    # What reading the count costs in statements (its own connection's), taken off every block.
+    reading = -(_statements(admin) - _statements(admin))
     n = max(count // 10, 20)
     for block in range(blocks):
-        for host in ("127.0.0.1", "localhost") if block % 2 == 0 else ("localhost", "127.0.0.1"):
-            wrapper = backend.DatabaseWrapper({**entry, "HOST": host}, alias=f"{tenant.alias}_login")
+        for name, host in variants if block % 2 == 0 else list(reversed(variants)):
+            settings_dict = {**entry, "HOST": host}
+            wrapper = backends[name].DatabaseWrapper(settings_dict, alias=f"{tenant.alias}_login")
+            wrapper.ensure_connection()  # the first login per server learns its flavour
+            wrapper.close()
+            questions = _statements(admin)
+            server_began = cpu_seconds(server) if server else 0.0
             wall_began, cpu_began = time.perf_counter(), time.thread_time()
             for _ in range(n):
                 wrapper.ensure_connection()
                 wrapper.close()
-            results[host][0].append((time.perf_counter() - wall_began) / n * 1000)
-            results[host][1].append((time.thread_time() - cpu_began) / n * 1000)
+            wall, cpu = time.perf_counter() - wall_began, time.thread_time() - cpu_began
+            server_cpu = (cpu_seconds(server) if server else 0.0) - server_began
+            wall_ms, cpu_ms, server_ms = wall / n * 1000, cpu / n * 1000, server_cpu / n * 1000
+            # The server counts each login's COM_QUIT as one more: what is left is what the login sent.
+            statements = (_statements(admin) - questions - reading) / n - 1
+            for values, value in zip(results[(name, host)], (wall_ms, cpu_ms, server_ms, statements), strict=True):
+                values.append(value)
     print(f"\ntenant login through Django ({n} per block, median of {blocks} blocks):")
-    for host, (wall, cpu) in results.items():
+    for (name, host), columns in results.items():
         via = "TCP" if host.startswith("127") else "Unix socket"
+        wall_ms, cpu_ms, server_ms, sent = (statistics.median(column) for column in columns)
         print(
-            f"  {via:11s} ({host}): wall {statistics.median(wall):.3f} ms, client CPU {statistics.median(cpu):.3f} ms"
+            f"  {via:11s} {name:6s}: wall {wall_ms:.3f} ms, client CPU {cpu_ms:.3f} ms,"
+            f" MariaDB CPU {server_ms:.3f} ms, statements after the handshake {sent:.2f}"
         )
+
+
+def _statements(admin: MariaDBAdmin) -> int:
+    """Statements the server has run since it started, every client's (`Questions`)."""
+    return int(admin.execute("SHOW GLOBAL STATUS LIKE 'Questions'")[0][1])
 
 
 def _tail(app: Any, variants: dict[str, tuple[str, dict[str, str]]], count: int, blocks: int) -> None:

@@ -113,7 +113,7 @@ class MySQLEngine:
     def master_settings(self, config: Config, *, conn_max_age: int, connect_timeout: int) -> dict[str, Any]:
         db = config.database
         return {
-            "ENGINE": "django.db.backends.mysql",
+            "ENGINE": "m3saas.engines.backends.mysql",
             "NAME": db.name,
             "USER": db.user,
             "PASSWORD": db.password,
@@ -135,7 +135,7 @@ class MySQLEngine:
         self, config: Config, *, name: str, user: str, password: str | None, server: ServerConfig
     ) -> dict[str, Any]:
         return {
-            "ENGINE": "django.db.backends.mysql",
+            "ENGINE": "m3saas.engines.backends.mysql",
             "NAME": name,
             "USER": user,
             # None: registered in bulk, derived on the first connection (`m3saas.tenancy.connections`).

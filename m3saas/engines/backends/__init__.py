@@ -1,0 +1,1 @@
+"""Django database backends of our own (`ENGINE` paths), each a subclass of Django's."""

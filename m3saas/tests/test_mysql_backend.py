@@ -1,0 +1,148 @@
+"""Our MySQL backend (`m3saas.engines.backends.mysql`): a login sends one statement, not three,
+and leaves the session as Django's own backend does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.db.utils import load_backend
+
+from m3saas.engines.backends.mysql import base
+from m3saas.tenancy.context import use_tenant
+
+# What a session must look like after a login, whichever backend logged in.
+SESSION = (
+    "@@character_set_client, @@character_set_connection, @@character_set_results, @@collation_connection,"
+    " @@default_storage_engine, @@autocommit, @@sql_auto_is_null"
+)
+
+
+@pytest.mark.parametrize(
+    ("server_info", "variable"),
+    [
+        ("10.11.19-MariaDB-0+deb12u1", "tx_isolation"),
+        ("5.5.5-10.6.12-MariaDB-log", "tx_isolation"),
+        ("11.1.2-MariaDB", "transaction_isolation"),
+        ("11.4.3-MariaDB-ubu2404", "transaction_isolation"),
+        ("8.0.36", "transaction_isolation"),
+        ("8.4.0-commercial", "transaction_isolation"),
+        ("unknown-MariaDB", None),
+    ],
+)
+def test_the_isolation_variable_is_named_after_the_servers_flavour(server_info: str, variable: str | None):
+    assert base.isolation_variable(server_info) == variable
+
+
+def test_the_isolation_level_joins_a_plain_set_only():
+    assert (
+        base._init_command_with("SET default_storage_engine=InnoDB", "tx_isolation", "read committed")
+        == "SET default_storage_engine=InnoDB, SESSION tx_isolation='READ-COMMITTED'"
+    )
+    assert base._init_command_with(None, "transaction_isolation", "serializable") == (
+        "SET SESSION transaction_isolation='SERIALIZABLE'"
+    )
+    # Anything else is sent as it is, and Django's own statement follows it.
+    assert base._init_command_with("SET a=1; SET b=2", "tx_isolation", "read committed") is None
+    assert base._init_command_with("SET sql_mode='STRICT_ALL_TABLES'", "tx_isolation", "read committed") is None
+    assert base._init_command_with("DO 1", "tx_isolation", "read committed") is None
+
+
+def _session(wrapper: Any) -> tuple[tuple[Any, ...], str, int]:
+    """(session settings, isolation level, statements the session ran before this reading)."""
+    with wrapper.cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+        statements = int(cursor.fetchone()[1]) - 1  # less the SHOW itself
+        cursor.execute(f"SELECT {SESSION}")
+        settings_row = cursor.fetchone()
+        variable = base.isolation_variable(wrapper.connection.get_server_info())
+        cursor.execute(f"SELECT @@session.{variable}")
+        return settings_row, cursor.fetchone()[0], statements
+
+
+def _relogin(wrapper: Any) -> tuple[tuple[Any, ...], str, int]:
+    wrapper.close()
+    wrapper.ensure_connection()
+    return _session(wrapper)
+
+
+@pytest.fixture
+def tenant_entry(make_tenant: Any) -> Iterator[dict[str, Any]]:
+    tenant = make_tenant()
+    with use_tenant(tenant):
+        connections[tenant.alias].ensure_connection()  # completes the entry's password
+        yield dict(connections[tenant.alias].settings_dict)
+
+
+def _wrapper(entry: dict[str, Any], engine: str) -> Any:
+    return load_backend(engine).DatabaseWrapper({**entry, "ENGINE": engine}, alias=f"login_{engine.replace('.', '_')}")
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_a_tenant_login_sends_one_statement_and_sets_the_session_as_django_does(tenant_entry: dict[str, Any]):
+    assert tenant_entry["ENGINE"] == "m3saas.engines.backends.mysql"
+    ours, django = _wrapper(tenant_entry, tenant_entry["ENGINE"]), _wrapper(tenant_entry, "django.db.backends.mysql")
+    try:
+        ours.ensure_connection()
+        django.ensure_connection()
+        settings_ours, isolation_ours, _ = _relogin(ours)
+        settings_django, isolation_django, statements_django = _relogin(django)
+        assert settings_ours == settings_django
+        assert isolation_ours == isolation_django == "READ-COMMITTED"
+        # Django's: `init_command`, `SET NAMES`, the isolation level; ours: the `init_command` alone.
+        assert statements_django == 3
+        assert _relogin(ours)[2] == 1
+    finally:
+        ours.close()
+        django.close()
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_a_servers_first_login_learns_its_flavour(tenant_entry: dict[str, Any]):
+    wrapper = _wrapper(tenant_entry, tenant_entry["ENGINE"])
+    key = (tenant_entry["HOST"] or None, int(tenant_entry["PORT"]), None)
+    try:
+        wrapper.ensure_connection()  # the wrapper's first login also reads the server's version
+        base._isolation_variables.pop(key, None)
+        # The first after a start: Django's own isolation statement, after the `init_command`.
+        assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 2)
+        assert base._isolation_variables[key] == base.isolation_variable(wrapper.connection.get_server_info())
+        assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 1)
+    finally:
+        wrapper.close()
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_a_variable_the_server_refuses_is_learnt_again(tenant_entry: dict[str, Any]):
+    """A server replaced behind the process (MySQL for MariaDB, say) costs one retried login, not an error."""
+    wrapper = _wrapper(tenant_entry, tenant_entry["ENGINE"])
+    key = (tenant_entry["HOST"] or None, int(tenant_entry["PORT"]), None)
+    try:
+        wrapper.ensure_connection()
+        right = base._isolation_variables[key]
+        base._isolation_variables[key] = "no_such_isolation_variable"
+        assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 2)
+        assert base._isolation_variables[key] == right
+        assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 1)
+    finally:
+        wrapper.close()
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_a_configured_isolation_level_and_collation_are_still_set(tenant_entry: dict[str, Any]):
+    options = {**tenant_entry["OPTIONS"], "isolation_level": "repeatable read", "collation": "utf8mb4_unicode_ci"}
+    wrapper = _wrapper({**tenant_entry, "OPTIONS": options}, tenant_entry["ENGINE"])
+    try:
+        wrapper.ensure_connection()
+        settings_row, isolation, statements = _relogin(wrapper)
+        assert isolation == "REPEATABLE-READ"
+        assert settings_row[3] == "utf8mb4_unicode_ci"
+        assert statements == 2  # the `init_command` with the level, and `SET NAMES … COLLATE …`
+    finally:
+        wrapper.close()

@@ -206,15 +206,17 @@ class Meter:
 
 def _cprofile(app: Any, variants: dict[str, tuple[str, dict[str, str]]], count: int, top: int) -> None:
     own: dict[str, dict[str, float]] = {}
+    calls: dict[str, dict[str, float]] = {}
     for name, (path, headers) in variants.items():
         profiler = cProfile.Profile(time.thread_time)
         profiler.enable()
         serve(app, path, headers, count)
         profiler.disable()
         stats = pstats.Stats(profiler)
-        own[name] = {}
-        for (filename, line, func), (_cc, _nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        own[name], calls[name] = {}, {}
+        for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
             label = f"{_short(filename)}:{line}({func})"
+            calls[name][label] = nc / count
             own[name][label] = tt / count * 1e6
             own[name]["cum " + label] = ct / count * 1e6
         total = sum(v for k, v in own[name].items() if not k.startswith("cum "))
@@ -235,6 +237,18 @@ def _cprofile(app: Any, variants: dict[str, tuple[str, dict[str, str]]], count: 
         )
         for diff, label in cum[:top]:
             print(f"  {diff:8.1f}  {label}")
+        # What runs in one route and not (or less) in the other: the distinct code of a request.
+        print(f"calls per request, {name} minus plain (top {top} by count; functions either side):")
+        names = set(calls[name]) | set(calls["plain"])
+        counted = sorted(
+            ((calls[name].get(k, 0.0) - calls["plain"].get(k, 0.0), k) for k in names), key=lambda c: -abs(c[0])
+        )
+        only_here = sum(1 for k in calls[name] if k not in calls["plain"])
+        only_plain = sum(1 for k in calls["plain"] if k not in calls[name])
+        print(f"  functions called only by {name}: {only_here}, only by plain: {only_plain}")
+        for diff, label in counted[:top]:
+            if diff:
+                print(f"  {diff:+8.2f}  {label}")
         print(f"cumulative time of the tenancy functions, {name}:")
         for label, value in sorted(own[name].items(), key=lambda kv: -kv[1]):
             tenancy = ("tenants/", "m3saas/tenancy", "m3saas/access", "m3saas/traffic", "idempotency")
@@ -494,6 +508,12 @@ def _ablate(
         "keyed: rate_limit_hit (tenant and key counters)": [("tenants.middleware", "rate_limit_hit", noop)],
         "keyed: master generation read per master_cached": [(tenancy_cache, "_generation", lambda: generation)],
     }
+    # Every step of the middleware at once: what is left is the routing, the context and the router.
+    middleware_steps = [
+        "tenant_info_get", "tenant_rate_limit_get", "rate_limit_hit", "resolve_module_version", "tenant_ready_ensure",
+        "register in the middleware", "make_room + trim", "tenant_owner_verify", "traffic_count",
+    ]  # fmt: skip
+    patches["every middleware step above"] = [target for step in middleware_steps for target in patches[step]]
     print(f"\nablation: tenant route {meter.unit}/request, as is and with one step a no-op (median of blocks):")
     for label, targets in patches.items():
         path, headers = variants["keyed" if label.startswith("keyed:") else "tenant"]

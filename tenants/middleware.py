@@ -4,9 +4,15 @@ the rate limits, set the tenant context."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.db import connections
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
 
@@ -16,6 +22,7 @@ from m3saas.access import (
     ApiKeyInfo,
     KeyNotAllowedError,
     NotAuthenticatedError,
+    RateLimit,
     ThrottledError,
     key_from_header,
     module_api_access,
@@ -25,20 +32,52 @@ from m3saas.access import (
 )
 from m3saas.api import error_response
 from m3saas.exceptions import ApplicationError
-from m3saas.tenancy.cache import master_cache_request_begin, master_cache_request_end
+from m3saas.modules.versions import Version
+from m3saas.settings_snapshot import snapshot
+from m3saas.tenancy.cache import master_cache_generation, master_cache_request_begin, master_cache_request_end
 from m3saas.tenancy.connections import (
     tenant_connection_make_room,
     tenant_connection_register,
     tenant_connections_trim,
 )
 from m3saas.tenancy.context import tenant_context_enter, tenant_context_exit
+from m3saas.tenancy.info import TenantInfo
 from m3saas.tenancy.ownership import tenant_owner_verify
 from m3saas.tenancy.paths import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
 from m3saas.traffic import traffic_count
 from tenants.api_keys import api_key_authenticate, tenant_rate_limit_get
 from tenants.moves import tenant_moving_check
 from tenants.selectors import tenant_info_get
-from tenants.services import tenant_ready_ensure
+from tenants.services import State, tenant_ready_ensure
+
+# Routes remembered per process (`_Route`); all forgotten past this many, as the master cache's front.
+ROUTES_MAX = 100_000
+
+
+@dataclass(slots=True)
+class _Route:
+    """What `/{tenant}/{module}/{version}` resolved to, under one master generation.
+
+    Remembered (`generation` set) only for a ready tenant that is not moving: then the tenant,
+    the version, the tenant's own rate limit and its state can change only with the master, so
+    with the generation. Otherwise the state checks run on every request, as they look again.
+    """
+
+    generation: str | None
+    expires: float  # monotonic; as the master cache's own entries, `TENANT_CACHE_TIMEOUT` at most
+    tenant: TenantInfo
+    version: Version
+    limit: RateLimit | None  # the tenant's own, for callers without a key
+    entry: dict[str, Any] | None = None  # the alias's settings entry once registered
+
+
+_routes: dict[tuple[int, str, str | None], _Route] = {}
+
+
+@receiver(setting_changed)
+def _routes_forget(**kwargs: Any) -> None:
+    """A route holds what settings made of it (the default rate limit): read again after a change."""
+    _routes.clear()
 
 
 class TenantMiddleware:
@@ -67,31 +106,35 @@ class TenantMiddleware:
 
     def _serve(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
         tenant_id = int(match["tenant"])
+        module, segment = match["module"], match["version"]
         try:
             # First: a caller without this tenant's key learns nothing of the tenant or its modules.
-            api_key = self._api_key(request, tenant_id=tenant_id, module=match["module"])
-            tenant = tenant_info_get(tenant_id=tenant_id)
-            request._traffic_tenant_id = tenant_id  # type: ignore[attr-defined]
-            version = resolve_module_version(tenant, match["module"], match["version"])
-            # Callers without a key (public views) are counted apart, per client address: they must
-            # not spend the budget of the tenant's own software.
-            scope = (
-                f"tenant:{tenant_id}" if api_key else f"tenant:{tenant_id}:anonymous:{request.META.get('REMOTE_ADDR')}"
-            )
-            rate_limit_hit(scope, tenant_rate_limit_get(tenant_id=tenant_id, api_key=api_key))
-            if api_key is not None and api_key.rate_limit is not None:
-                rate_limit_hit(f"key:{api_key.id}", api_key.rate_limit)
-            # Only a ready tenant is served (AUTO_MIGRATION brings a pending one up once); no query.
-            tenant = tenant_ready_ensure(tenant=tenant)
-            # A moving tenant's writes: 503 with Retry-After (reads go on); no query otherwise.
-            tenant = tenant_moving_check(tenant=tenant, method=request.method or "GET")
-            # Here, not in `use_tenant`: a password no configured key opens is a JSON 503.
-            tenant_connection_register(tenant)
+            api_key = self._api_key(request, tenant_id=tenant_id, module=module)
+            route = self._route(request, tenant_id, module, segment, keyed=api_key is not None)
+            tenant = route.tenant
+            if api_key is None:
+                # Callers without a key (public views) are counted apart, per client address: they
+                # must not spend the budget of the tenant's own software.
+                rate_limit_hit(f"tenant:{tenant_id}:anonymous:{request.META.get('REMOTE_ADDR')}", route.limit)
+            else:
+                rate_limit_hit(f"tenant:{tenant_id}", tenant_rate_limit_get(tenant_id=tenant_id, api_key=api_key))
+                if api_key.rate_limit is not None:
+                    rate_limit_hit(f"key:{api_key.id}", api_key.rate_limit)
+            if route.generation is None:
+                # Only a ready tenant is served (AUTO_MIGRATION brings a pending one up once); no query.
+                tenant = tenant_ready_ensure(tenant=tenant)
+                # A moving tenant's writes: 503 with Retry-After (reads go on); no query otherwise.
+                tenant = tenant_moving_check(tenant=tenant, method=request.method or "GET")
+            entry = connections.settings.get(tenant.alias)
+            if entry is None or entry is not route.entry:
+                # Here, not in `use_tenant`: a password no configured key opens is a JSON 503.
+                tenant_connection_register(tenant)
+                route.entry = connections.settings[tenant.alias]
         except ApplicationError as exc:
             return self._refused(exc)
         request.api_key = api_key  # type: ignore[attr-defined]
         request.tenant = tenant  # type: ignore[attr-defined]
-        request.module_version = version  # type: ignore[attr-defined]
+        request.module_version = route.version  # type: ignore[attr-defined]
         # Close first, so that this request's own connection never takes the thread past the bound.
         tenant_connection_make_room(tenant.alias)
         current = tenant_context_enter(tenant)  # as `use_tenant(tenant)`, the alias registered above
@@ -104,6 +147,30 @@ class TenantMiddleware:
         finally:
             tenant_context_exit(current)
             tenant_connections_trim(keep=tenant.alias)
+
+    @staticmethod
+    def _route(request: HttpRequest, tenant_id: int, module: str, segment: str | None, *, keyed: bool) -> _Route:
+        """The route as remembered for the current master generation, else checked again: the
+        tenant, its subscription to the module version and its own rate limit (raises 4xx)."""
+        generation = master_cache_generation()  # the request's: every master read below uses it
+        route = _routes.get((tenant_id, module, segment))
+        if route is not None and route.generation == generation and route.expires > time.monotonic():
+            request._traffic_tenant_id = tenant_id  # type: ignore[attr-defined]
+            return route
+        tenant = tenant_info_get(tenant_id=tenant_id)
+        # Counted once the tenant is known: ids of no tenant make no counters.
+        request._traffic_tenant_id = tenant_id  # type: ignore[attr-defined]
+        version = resolve_module_version(tenant, module, segment)
+        if generation is None or tenant.schema_state != State.READY or tenant.moving:
+            # Read where it is used only: nothing is cached, so each read is a master query.
+            limit = None if keyed else tenant_rate_limit_get(tenant_id=tenant_id)
+            return _Route(None, 0.0, tenant, version, limit)
+        limit = tenant_rate_limit_get(tenant_id=tenant_id)
+        route = _Route(generation, time.monotonic() + snapshot().tenant_cache_timeout, tenant, version, limit)
+        if len(_routes) >= ROUTES_MAX:
+            _routes.clear()
+        _routes[(tenant_id, module, segment)] = route
+        return route
 
     def _api_key(self, request: HttpRequest, *, tenant_id: int, module: str) -> ApiKeyInfo | None:
         """The caller's key for this tenant, or None where no key is needed; raises 401/403.

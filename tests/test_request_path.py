@@ -218,3 +218,121 @@ def test_a_dummy_cache_counts_as_shared_and_caches_nothing(settings):
             with master_cache_request():
                 assert master_cached("fast:dummy", compute) == "v"
     assert len(computed) == 3
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """Calls of `tenants.middleware.<name>`, recorded."""
+    import tenants.middleware
+
+    calls: list[Any] = []
+    real = getattr(tenants.middleware, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args or kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tenants.middleware, name, counted)
+    return calls
+
+
+@pytest.mark.django_db
+def test_a_ready_tenants_route_is_checked_once_per_master_generation(make_tenant, settings, monkeypatch):
+    settings.TENANT_CACHE_TIMEOUT = 300
+    tenant = make_tenant()
+    reads, versions = _counted(monkeypatch, "tenant_info_get"), _counted(monkeypatch, "resolve_module_version")
+    client = APIClient()
+    for path in ("animals", "animals", "animals"):
+        assert client.get(f"/{tenant.id}/test/v1/{path}").status_code == 200
+    assert (len(reads), len(versions)) == (1, 1)
+    assert client.get(f"/{tenant.id}/test/v1.4/animals").status_code == 200  # another version: its own route
+    assert (len(reads), len(versions)) == (2, 2)
+    master_cache_invalidate()  # any master change: every route is checked again
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert (len(reads), len(versions)) == (3, 3)
+
+
+@pytest.mark.django_db
+def test_a_remembered_route_expires_with_the_master_cache(make_tenant, settings, monkeypatch):
+    import tenants.middleware
+
+    settings.TENANT_CACHE_TIMEOUT = 300
+    tenant = make_tenant()
+    reads = _counted(monkeypatch, "tenant_info_get")
+    client = APIClient()
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    route = tenants.middleware._routes[(tenant.id, "test", "v1")]
+    assert 299 < route.expires - __import__("time").monotonic() <= 300
+    route.expires = 0.0
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert len(reads) == 2
+
+
+@pytest.mark.django_db
+def test_nothing_is_remembered_when_nothing_is_cached(make_tenant, settings, monkeypatch):
+    settings.TENANT_CACHE_TIMEOUT = 0
+    tenant = make_tenant()
+    reads = _counted(monkeypatch, "tenant_info_get")
+    client = APIClient()
+    for _ in range(2):
+        assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert len(reads) == 2
+
+
+@pytest.mark.django_db
+def test_a_tenant_that_starts_moving_after_its_route_was_remembered_refuses_writes(make_tenant, settings, monkeypatch):
+    """(A real move, on two servers: tenants/tests/test_moves_killed.py.)"""
+    from tenants.models import Tenant
+
+    settings.TENANT_CACHE_TIMEOUT = 300
+    tenant = make_tenant()
+    client = APIClient()
+    assert client.post(f"/{tenant.id}/test/v1/animals", {"name": "before"}, format="json").status_code == 201
+    # A move under way, its mover alive (it holds the tenant's lock), as the mover marks it.
+    monkeypatch.setattr("tenants.moves._move_end_if_dead", lambda tenant: False)
+    Tenant.objects.filter(pk=tenant.id).update(moving=True)
+    master_cache_invalidate()
+    response = client.post(f"/{tenant.id}/test/v1/animals", {"name": "during"}, format="json")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "tenant_moving"
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200  # reads go on
+    # A moving tenant's route is not remembered: each write is refused, not only the first.
+    assert client.post(f"/{tenant.id}/test/v1/animals", {"name": "again"}, format="json").status_code == 503
+
+
+@pytest.mark.django_db
+def test_a_tenant_no_longer_ready_after_its_route_was_remembered_is_refused(make_tenant, settings):
+    from tenants.models import Tenant
+
+    settings.TENANT_CACHE_TIMEOUT = 300
+    settings.AUTO_MIGRATION = False
+    tenant = make_tenant()
+    client = APIClient()
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    Tenant.objects.filter(pk=tenant.id).update(schema_state=Tenant.SchemaState.FAILED)
+    master_cache_invalidate()
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 503
+
+
+@pytest.mark.django_db
+def test_a_remembered_route_registers_its_alias_again_when_the_registration_went(make_tenant, settings):
+    settings.TENANT_CACHE_TIMEOUT = 300
+    tenant = make_tenant()
+    client = APIClient()
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    tenancy_connections.tenant_connection_unregister(tenant.alias)
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert tenant.alias in connections.settings
+
+
+@pytest.mark.django_db
+def test_a_new_default_rate_limit_applies_to_remembered_routes(make_tenant, settings):
+    settings.TENANT_CACHE_TIMEOUT = 300
+    settings.TENANT_RATE_LIMIT = None
+    tenant = make_tenant()
+    client = APIClient()
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    from m3saas.access import rate_limit_parse
+
+    settings.TENANT_RATE_LIMIT = rate_limit_parse("1/day")
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 429

@@ -1,8 +1,9 @@
 """Tenant API keys: making, listing and revoking them, and checking one on a request.
 
 A warm check makes no master query: a key's record is cached like the tenants (per master
-generation, dropped on every change to a key or a tenant). `last_used_at` is written at most
-once a minute per key.
+generation, dropped on every change to a key or a tenant), and a key this process has verified
+is found by its digest for the rest of that generation (its expiry still read on every request).
+`last_used_at` is written at most once a minute per key.
 
 Unknown key ids are cheap too, so a flood of made-up keys (each with another random id) does
 not reach the master: the ids of all keys are cached as one index per generation, and an id
@@ -15,6 +16,7 @@ which random ids would otherwise fill.
 
 from __future__ import annotations
 
+import hmac
 import threading
 import time
 from collections import OrderedDict
@@ -33,7 +35,6 @@ from m3saas.access import (
     key_generate,
     key_id_of,
     key_mark_used,
-    key_matches,
     rate_limit_parse,
 )
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
@@ -224,15 +225,35 @@ def _record_use(key_id: str) -> None:
         ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
 
 
+# Keys this process has verified: the whole key's digest → (master generation, monotonic expiry,
+# record). Only a digest that matched a record is kept, so an unknown or wrong key is never found
+# here, and anything that changes a key or its tenant changes the generation.
+_verified: dict[str, tuple[str, float, ApiKeyInfo]] = {}
+VERIFIED_MAX = 100_000
+
+
 def api_key_authenticate(*, key: str, tenant_id: int) -> ApiKeyInfo:
     """The key's record if `key` is a usable key of tenant `tenant_id`; else `NotAuthenticatedError`.
 
     Every failure (malformed, unknown, wrong secret, revoked, expired, another tenant's) is the
     same error, so the answer says nothing about the tenant.
     """
-    key_id = key_id_of(key)
-    info = api_key_info_get(key_id=key_id) if key_id is not None else None
-    if info is None or not key_matches(key, info.digest) or info.tenant_id != tenant_id or not info.usable():
+    digest = key_digest(key)
+    generation = master_cache_generation()
+    verified = _verified.get(digest)
+    if verified is not None and verified[0] == generation and verified[1] > time.monotonic():
+        info = verified[2]
+    else:
+        key_id = key_id_of(key)
+        found = api_key_info_get(key_id=key_id) if key_id is not None else None
+        if found is None or not hmac.compare_digest(digest, found.digest):
+            raise NotAuthenticatedError()
+        info = found
+        if generation is not None:
+            if len(_verified) >= VERIFIED_MAX:
+                _verified.clear()
+            _verified[digest] = (generation, time.monotonic() + snapshot().tenant_cache_timeout, info)
+    if info.tenant_id != tenant_id or not info.usable():
         raise NotAuthenticatedError()
     _record_use(info.id)
     return info

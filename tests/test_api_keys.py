@@ -495,3 +495,49 @@ def test_a_limit_raised_mid_window_applies_at_once(monkeypatch):
     with pytest.raises(ThrottledError):
         access.rate_limit_hit(scope, small)
     access.rate_limit_hit(scope, large)  # the counter holds 3 (2 served + 1 refused) of 1000
+
+
+def test_a_verified_key_is_looked_up_once_per_master_generation(make_tenant, tenant_key, settings, monkeypatch):
+    import tenants.api_keys
+
+    settings.TENANT_CACHE_TIMEOUT = 300
+    tenant = make_tenant()
+    key = tenant_key(tenant)
+    lookups: list[str] = []
+    real = tenants.api_keys.api_key_info_get
+
+    def counted(*, key_id: str) -> Any:
+        lookups.append(key_id)
+        return real(key_id=key_id)
+
+    monkeypatch.setattr(tenants.api_keys, "api_key_info_get", counted)
+    client = _client(key)
+    for _ in range(3):
+        assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert len(lookups) == 1
+    make_tenant()  # any master change: the key is looked up again
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    assert len(lookups) == 2
+
+
+def test_a_verified_key_still_expires_on_time(make_tenant, tenant_key, settings, monkeypatch):
+    settings.TENANT_CACHE_TIMEOUT = 300
+    tenant = make_tenant()
+    expires = timezone.now() + timedelta(minutes=5)
+    client = _client(tenant_key(tenant, expires_at=expires))
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    monkeypatch.setattr(timezone, "now", lambda: expires + timedelta(seconds=1))
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 401
+
+
+def test_a_verified_key_opens_nothing_for_its_id_with_another_secret_or_for_another_tenant(
+    make_tenant, tenant_key, settings
+):
+    settings.TENANT_CACHE_TIMEOUT = 300
+    tenant, other = make_tenant(), make_tenant()
+    key = tenant_key(tenant)
+    assert _client(key).get(f"/{tenant.id}/test/v1/animals").status_code == 200
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    assert _client(forged).get(f"/{tenant.id}/test/v1/animals").status_code == 401
+    assert _client(key).get(f"/{other.id}/test/v1/animals").status_code == 401
+    assert _client(key).get(f"/{tenant.id}/test/v1/animals").status_code == 200

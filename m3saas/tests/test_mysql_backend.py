@@ -106,7 +106,7 @@ def test_a_servers_first_login_learns_its_flavour(tenant_entry: dict[str, Any]):
     wrapper = _wrapper(tenant_entry, tenant_entry["ENGINE"])
     key = (tenant_entry["HOST"] or None, int(tenant_entry["PORT"]), None)
     try:
-        wrapper.ensure_connection()  # the wrapper's first login also reads the server's version
+        wrapper.ensure_connection()
         base._isolation_variables.pop(key, None)
         # The first after a start: Django's own isolation statement, after the `init_command`.
         assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 2)
@@ -146,3 +146,22 @@ def test_a_configured_isolation_level_and_collation_are_still_set(tenant_entry: 
         assert statements == 2  # the `init_command` with the level, and `SET NAMES … COLLATE …`
     finally:
         wrapper.close()
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_a_new_wrapper_does_not_ask_the_server_again_for_its_version_and_settings(tenant_entry: dict[str, Any]):
+    """Each worker thread makes a wrapper per tenant it serves: its first login costs no extra query."""
+    first, second = _wrapper(tenant_entry, tenant_entry["ENGINE"]), _wrapper(tenant_entry, tenant_entry["ENGINE"])
+    django = _wrapper(tenant_entry, "django.db.backends.mysql")
+    try:
+        first.ensure_connection()
+        assert "mysql_server_data" not in second.__dict__
+        second.ensure_connection()
+        assert _session(second)[2] == 1  # the `init_command` alone
+        django.ensure_connection()
+        assert _session(django)[2] == 4  # `init_command`, `SET NAMES`, the server's data, the isolation level
+        assert second.mysql_server_data == django.mysql_server_data
+    finally:
+        for wrapper in (first, second, django):
+            wrapper.close()

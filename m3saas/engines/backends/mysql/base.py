@@ -13,6 +13,10 @@ the handshake: the `init_command`, `SET NAMES <charset>` and the isolation level
   sends Django's own statement, later ones fold it. A server that refuses the name (replaced
   behind the process's back) is forgotten and the login is tried once more, the stock way.
 
+A new wrapper (each worker thread makes one per tenant it serves) also skips Django's query of the
+server's version and settings on its first connection: the answer is shared by every wrapper of
+the same server and `init_command` in the process, as the server is the same.
+
 Nothing else differs from `django.db.backends.mysql`; `vendor` stays `mysql`.
 """
 
@@ -25,6 +29,7 @@ from typing import Any
 import MySQLdb
 from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
+from django.utils.functional import cached_property
 from MySQLdb import connections as mysqldb_connections
 
 # MySQL's and MariaDB's "Unknown system variable".
@@ -32,6 +37,8 @@ ER_UNKNOWN_SYSTEM_VARIABLE = 1193
 _MARIADB_VERSION = re.compile(r"(?:5\.5\.5-)?(\d+)\.(\d+)")
 # (host, port, unix socket) -> the session variable that holds the isolation level there.
 _isolation_variables: dict[tuple[Any, Any, Any], str] = {}
+# (host, port, init_command) -> Django's `mysql_server_data` as the first wrapper read it.
+_server_data: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
 _lock = threading.Lock()
 
 
@@ -80,6 +87,18 @@ class Connection(mysqldb_connections.Connection):
 
 class DatabaseWrapper(mysql_base.DatabaseWrapper):
     _isolation_folded = False
+
+    @cached_property
+    def mysql_server_data(self) -> dict[str, Any]:
+        entry = self.settings_dict
+        key = (entry["HOST"], entry["PORT"], entry["OPTIONS"].get("init_command"))
+        data = _server_data.get(key)
+        if data is None:
+            # Django's own query, as its `cached_property` holds it.
+            data = mysql_base.DatabaseWrapper.__dict__["mysql_server_data"].func(self)
+            with _lock:
+                _server_data[key] = data
+        return data
 
     def get_connection_params(self) -> dict[str, Any]:
         params: dict[str, Any] = super().get_connection_params()

@@ -41,7 +41,7 @@ from m3saas.access import (
 from m3saas.exceptions import ApplicationError, TenantNotFoundError
 from m3saas.identifiers import is_digits
 from m3saas.settings_snapshot import snapshot
-from m3saas.tenancy.cache import master_cache_generation, master_cached
+from m3saas.tenancy.cache import master_cache_deadline, master_cache_generation, master_cached
 from tenants.models import ApiKey, Tenant
 
 
@@ -227,7 +227,7 @@ def _record_use(key_id: str) -> None:
 
 
 # Keys this process has verified: the whole key's BLAKE2b digest → (master generation, monotonic
-# expiry, record). Only a key that matched its record's SHA-256 is kept, so an unknown or wrong
+# expiry: the cached record's, record). Only a key that matched its record's SHA-256 is kept, so an unknown or wrong
 # key is never found here, and anything that changes a key or its tenant changes the generation.
 # BLAKE2b is CPython's own (`_blake2`): on a warm request it spares a call into OpenSSL, which
 # measured several times dearer inside the busy server than in a loop (issue 16).
@@ -248,14 +248,17 @@ def api_key_authenticate(*, key: str, tenant_id: int) -> ApiKeyInfo:
         info = verified[2]
     else:
         key_id = key_id_of(key)
-        found = api_key_info_get(key_id=key_id) if key_id is not None else None
+        if key_id is None:
+            raise NotAuthenticatedError()
+        found, expires = master_cache_deadline(lambda: api_key_info_get(key_id=key_id))
         if found is None or not key_matches(key, found.digest):
             raise NotAuthenticatedError()
         info = found
         if generation is not None:
             if len(_verified) >= VERIFIED_MAX:
                 _verified.clear()
-            _verified[seen] = (generation, time.monotonic() + snapshot().tenant_cache_timeout, info)
+            # Kept no longer than the cached record it was checked against.
+            _verified[seen] = (generation, expires, info)
     if info.tenant_id != tenant_id or not info.usable():
         raise NotAuthenticatedError()
     _record_use(info.id)

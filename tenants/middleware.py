@@ -33,8 +33,12 @@ from m3saas.access import (
 from m3saas.api import error_response
 from m3saas.exceptions import ApplicationError
 from m3saas.modules.versions import Version
-from m3saas.settings_snapshot import snapshot
-from m3saas.tenancy.cache import master_cache_generation, master_cache_request_begin, master_cache_request_end
+from m3saas.tenancy.cache import (
+    master_cache_deadline,
+    master_cache_generation,
+    master_cache_request_begin,
+    master_cache_request_end,
+)
 from m3saas.tenancy.connections import (
     tenant_connection_make_room,
     tenant_connection_register,
@@ -52,26 +56,31 @@ from tenants.services import State, tenant_ready_ensure
 
 # Routes remembered per process (`_Route`); all forgotten past this many, as the master cache's front.
 ROUTES_MAX = 100_000
+# Version segments (`v1`, `v1.4`) a route keeps already checked: a few short ones. Any other is
+# checked on each request, so made-up segments (`v1.0.0.0…`) cannot grow the memo.
+SEGMENTS_PER_ROUTE = 8
+SEGMENT_MAX_LENGTH = 16
 
 
 @dataclass(slots=True)
 class _Route:
-    """What `/{tenant}/{module}/{version}` resolved to, under one master generation.
+    """What `/{tenant}/{module}/…` resolved to, under one master generation.
 
-    Remembered (`generation` set) only for a ready tenant that is not moving: then the tenant,
-    the version, the tenant's own rate limit and its state can change only with the master, so
-    with the generation. Otherwise the state checks run on every request, as they look again.
+    Remembered (`generation` set) only for a ready tenant that is not moving: then the tenant, its
+    subscription and its own rate limit can change only with the master, so with the generation.
+    It expires with the earliest cached master value it was built from. Otherwise the state
+    checks run on every request, as they look again.
     """
 
     generation: str | None
-    expires: float  # monotonic; as the master cache's own entries, `TENANT_CACHE_TIMEOUT` at most
+    expires: float  # monotonic
     tenant: TenantInfo
-    version: Version
     limit: RateLimit | None  # the tenant's own, for callers without a key
+    versions: dict[str, Version]  # version segments already checked against the subscription
     entry: dict[str, Any] | None = None  # the alias's settings entry once registered
 
 
-_routes: dict[tuple[int, str, str | None], _Route] = {}
+_routes: dict[tuple[int, str], _Route] = {}
 
 
 @receiver(setting_changed)
@@ -110,7 +119,7 @@ class TenantMiddleware:
         try:
             # First: a caller without this tenant's key learns nothing of the tenant or its modules.
             api_key = self._api_key(request, tenant_id=tenant_id, module=module)
-            route = self._route(request, tenant_id, module, segment, keyed=api_key is not None)
+            route, version = self._route(request, tenant_id, module, segment, keyed=api_key is not None)
             tenant = route.tenant
             if api_key is None:
                 # Callers without a key (public views) are counted apart, per client address: they
@@ -134,7 +143,7 @@ class TenantMiddleware:
             return self._refused(exc)
         request.api_key = api_key  # type: ignore[attr-defined]
         request.tenant = tenant  # type: ignore[attr-defined]
-        request.module_version = route.version  # type: ignore[attr-defined]
+        request.module_version = version  # type: ignore[attr-defined]
         # Close first, so that this request's own connection never takes the thread past the bound.
         tenant_connection_make_room(tenant.alias)
         current = tenant_context_enter(tenant)  # as `use_tenant(tenant)`, the alias registered above
@@ -149,28 +158,43 @@ class TenantMiddleware:
             tenant_connections_trim(keep=tenant.alias)
 
     @staticmethod
-    def _route(request: HttpRequest, tenant_id: int, module: str, segment: str | None, *, keyed: bool) -> _Route:
-        """The route as remembered for the current master generation, else checked again: the
-        tenant, its subscription to the module version and its own rate limit (raises 4xx)."""
+    def _route(
+        request: HttpRequest, tenant_id: int, module: str, segment: str | None, *, keyed: bool
+    ) -> tuple[_Route, Version]:
+        """The route as remembered for the current master generation, else checked again (the
+        tenant, its subscription to the module version, its own rate limit), and the version the
+        segment asks for (raises 4xx)."""
         generation = master_cache_generation()  # the request's: every master read below uses it
-        route = _routes.get((tenant_id, module, segment))
+        route = _routes.get((tenant_id, module))
         if route is not None and route.generation == generation and route.expires > time.monotonic():
             request._traffic_tenant_id = tenant_id  # type: ignore[attr-defined]
-            return route
-        tenant = tenant_info_get(tenant_id=tenant_id)
-        # Counted once the tenant is known: ids of no tenant make no counters.
-        request._traffic_tenant_id = tenant_id  # type: ignore[attr-defined]
-        version = resolve_module_version(tenant, module, segment)
-        if generation is None or tenant.schema_state != State.READY or tenant.moving:
-            # Read where it is used only: nothing is cached, so each read is a master query.
-            limit = None if keyed else tenant_rate_limit_get(tenant_id=tenant_id)
-            return _Route(None, 0.0, tenant, version, limit)
-        limit = tenant_rate_limit_get(tenant_id=tenant_id)
-        route = _Route(generation, time.monotonic() + snapshot().tenant_cache_timeout, tenant, version, limit)
+            version = route.versions.get(segment) if segment else None
+            if version is None:
+                version = resolve_module_version(route.tenant, module, segment)  # no master read
+                if len(route.versions) < SEGMENTS_PER_ROUTE and len(segment or "") <= SEGMENT_MAX_LENGTH:
+                    route.versions[segment or ""] = version
+            return route, version
+
+        def read() -> tuple[TenantInfo, Version, bool, RateLimit | None]:
+            tenant = tenant_info_get(tenant_id=tenant_id)
+            # Counted once the tenant is known: ids of no tenant make no counters.
+            request._traffic_tenant_id = tenant_id  # type: ignore[attr-defined]
+            version = resolve_module_version(tenant, module, segment)
+            remember = generation is not None and tenant.schema_state == State.READY and not tenant.moving
+            # Not read for a keyed caller unless remembered: uncached, each read is a master query.
+            limit = tenant_rate_limit_get(tenant_id=tenant_id) if remember or not keyed else None
+            return tenant, version, remember, limit
+
+        (tenant, version, remember, limit), expires = master_cache_deadline(read)
+        if not remember:
+            return _Route(None, 0.0, tenant, limit, {}), version
+        route = _Route(generation, expires, tenant, limit, {})
+        if segment and len(segment) <= SEGMENT_MAX_LENGTH:
+            route.versions[segment] = version
         if len(_routes) >= ROUTES_MAX:
             _routes.clear()
-        _routes[(tenant_id, module, segment)] = route
-        return route
+        _routes[(tenant_id, module)] = route
+        return route, version
 
     def _api_key(self, request: HttpRequest, *, tenant_id: int, module: str) -> ApiKeyInfo | None:
         """The caller's key for this tenant, or None where no key is needed; raises 401/403.

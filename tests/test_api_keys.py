@@ -541,3 +541,20 @@ def test_a_verified_key_opens_nothing_for_its_id_with_another_secret_or_for_anot
     assert _client(forged).get(f"/{tenant.id}/test/v1/animals").status_code == 401
     assert _client(key).get(f"/{other.id}/test/v1/animals").status_code == 401
     assert _client(key).get(f"/{tenant.id}/test/v1/animals").status_code == 200
+
+
+def test_a_verified_key_expires_with_the_cached_record_it_was_checked_against(make_tenant, tenant_key, settings):
+    """A revocation by another process reaches this one when the cached record expires (per-process
+    cache): a key verified later against that same record must not outlive it."""
+    import time
+
+    settings.TENANT_CACHE_TIMEOUT = 1
+    tenant = make_tenant()
+    key = tenant_key(tenant)
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    assert _client(forged).get(f"/{tenant.id}/test/v1/animals").status_code == 401  # caches the record
+    time.sleep(0.6)
+    assert _client(key).get(f"/{tenant.id}/test/v1/animals").status_code == 200  # verified from the cache
+    ApiKey.objects.filter(pk=key.split("_")[1]).update(revoked_at=timezone.now())  # another process's revocation
+    time.sleep(0.6)
+    assert _client(key).get(f"/{tenant.id}/test/v1/animals").status_code == 401

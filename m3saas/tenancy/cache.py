@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,6 +52,8 @@ _RETRY_SECONDS = 1.0
 # Inside `master_cache_request`: the generation this request read first ("" until then), so that a
 # request asks the cache for it once, not once per cached read (a locmem get costs about 5 µs).
 _request_generation: ContextVar[list[str] | None] = ContextVar("m3saas_request_generation", default=None)
+# Inside `master_cache_deadline`: the earliest front deadline of the values read so far.
+_deadline: ContextVar[list[float] | None] = ContextVar("m3saas_master_deadline", default=None)
 
 
 class _CacheDown(Exception):
@@ -143,15 +146,35 @@ def master_cache_generation() -> str | None:
         return None
 
 
+def master_cache_deadline(read: Callable[[], T]) -> tuple[T, float]:
+    """`read()`, and until when (monotonic) every cached master value it used stays in this
+    process's front: what is built from them must not be kept longer (0.0: one was not cached)."""
+    token = _deadline.set([math.inf])
+    try:
+        value = read()
+        tracked = _deadline.get()
+        return value, tracked[0] if tracked is not None else 0.0
+    finally:
+        _deadline.reset(token)
+
+
+def _deadline_note(deadline: float) -> None:
+    tracked = _deadline.get()
+    if tracked is not None and deadline < tracked[0]:
+        tracked[0] = deadline
+
+
 def master_cached(key: str, compute: Callable[[], T]) -> T:
     """Return the cached value of `key` for the current master generation, computing it if absent."""
     timeout = snapshot().tenant_cache_timeout
     if timeout <= 0:
+        _deadline_note(0.0)
         return compute()
     global _front
     try:
         generation = _generation()
     except _CacheDown:
+        _deadline_note(0.0)
         return compute()
     front_generation, front = _front
     if front_generation != generation:
@@ -160,11 +183,13 @@ def master_cached(key: str, compute: Callable[[], T]) -> T:
     now = time.monotonic()
     hit = front.get(key)
     if hit is not None and hit[0] > now:
+        _deadline_note(hit[0])
         return hit[1]
     full_key = f"m3saas:{generation}:{key}"
     try:
         value = _ask(cache.get, full_key)
     except _CacheDown:
+        _deadline_note(0.0)
         return compute()
     if value is None:
         value = compute()
@@ -173,6 +198,7 @@ def master_cached(key: str, compute: Callable[[], T]) -> T:
     if len(front) >= _FRONT_MAX_ENTRIES:
         front.clear()
     front[key] = (now + timeout, value)
+    _deadline_note(now + timeout)
     return value
 
 

@@ -36,18 +36,18 @@ def test_the_isolation_variable_is_named_after_the_servers_flavour(server_info: 
     assert base.isolation_variable(server_info) == variable
 
 
-def test_the_isolation_level_joins_a_plain_set_only():
+def test_the_names_and_the_isolation_level_join_a_plain_set_only():
+    names, level = "NAMES utf8mb4", ["SESSION tx_isolation='READ-COMMITTED'"]
     assert (
-        base._init_command_with("SET default_storage_engine=InnoDB", "tx_isolation", "read committed")
-        == "SET default_storage_engine=InnoDB, SESSION tx_isolation='READ-COMMITTED'"
+        base._init_command_with("SET default_storage_engine=InnoDB", names, level)
+        == "SET NAMES utf8mb4, default_storage_engine=InnoDB, SESSION tx_isolation='READ-COMMITTED'"
     )
-    assert base._init_command_with(None, "transaction_isolation", "serializable") == (
-        "SET SESSION transaction_isolation='SERIALIZABLE'"
+    assert base._init_command_with(None, "NAMES utf8mb4 COLLATE utf8mb4_bin", []) == (
+        "SET NAMES utf8mb4 COLLATE utf8mb4_bin"
     )
-    # Anything else is sent as it is, and Django's own statement follows it.
-    assert base._init_command_with("SET a=1; SET b=2", "tx_isolation", "read committed") is None
-    assert base._init_command_with("SET sql_mode='STRICT_ALL_TABLES'", "tx_isolation", "read committed") is None
-    assert base._init_command_with("DO 1", "tx_isolation", "read committed") is None
+    # Anything else is sent as it is, and the stock statements follow it.
+    for other in ("SET a=1; SET b=2", "SET sql_mode='STRICT_ALL_TABLES'", "DO 1", "SET a=1 -- b", "SET a=1 #b"):
+        assert base._init_command_with(other, names, level) is None, other
 
 
 def _session(wrapper: Any) -> tuple[tuple[Any, ...], str, int]:
@@ -92,7 +92,7 @@ def test_a_tenant_login_sends_one_statement_and_sets_the_session_as_django_does(
         settings_django, isolation_django, statements_django = _relogin(django)
         assert settings_ours == settings_django
         assert isolation_ours == isolation_django == "READ-COMMITTED"
-        # Django's: `init_command`, `SET NAMES`, the isolation level; ours: the `init_command` alone.
+        # Django's: `init_command`, `SET NAMES`, the isolation level; ours: one `SET` of all three.
         assert statements_django == 3
         assert _relogin(ours)[2] == 1
     finally:
@@ -118,19 +118,41 @@ def test_a_servers_first_login_learns_its_flavour(tenant_entry: dict[str, Any]):
 
 @pytest.mark.mariadb
 @pytest.mark.django_db(transaction=True)
-def test_a_variable_the_server_refuses_is_learnt_again(tenant_entry: dict[str, Any]):
-    """A server replaced behind the process (MySQL for MariaDB, say) costs one retried login, not an error."""
+def test_a_variable_the_server_refuses_costs_one_retried_login_then_djangos_statement(tenant_entry: dict[str, Any]):
+    """A server replaced behind the process (MySQL for MariaDB), or a proxy naming another server:
+    one login is retried, never refused, and that server's logins then send Django's statement."""
     wrapper = _wrapper(tenant_entry, tenant_entry["ENGINE"])
     key = (tenant_entry["HOST"] or None, int(tenant_entry["PORT"]), None)
+    wrapper.ensure_connection()
+    right = base._isolation_variables[key]
     try:
-        wrapper.ensure_connection()
-        right = base._isolation_variables[key]
         base._isolation_variables[key] = "no_such_isolation_variable"
         assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 2)
-        assert base._isolation_variables[key] == right
-        assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 1)
+        assert base._isolation_variables[key] == ""
+        assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 2)
     finally:
+        base._isolation_variables[key] = right
         wrapper.close()
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_the_master_accounts_server_data_is_kept_apart_from_the_tenants(tenant_entry: dict[str, Any]):
+    """`init_connect` runs for tenant accounts and not for a privileged one: their sessions may differ."""
+    from django.db import DEFAULT_DB_ALIAS
+
+    tenant_wrapper = _wrapper(tenant_entry, tenant_entry["ENGINE"])
+    master = connections[DEFAULT_DB_ALIAS].settings_dict
+    master_wrapper = _wrapper(master, master["ENGINE"])
+    try:
+        tenant_wrapper.ensure_connection()
+        master_wrapper.ensure_connection()
+        assert tenant_wrapper.mysql_server_data is not master_wrapper.mysql_server_data
+        accounts = {key[-1] for key in base._server_data if key[:2] == (tenant_entry["HOST"], tenant_entry["PORT"])}
+        assert {"tenant", master["USER"]} <= accounts
+    finally:
+        tenant_wrapper.close()
+        master_wrapper.close()
 
 
 @pytest.mark.mariadb
@@ -143,7 +165,7 @@ def test_a_configured_isolation_level_and_collation_are_still_set(tenant_entry: 
         settings_row, isolation, statements = _relogin(wrapper)
         assert isolation == "REPEATABLE-READ"
         assert settings_row[3] == "utf8mb4_unicode_ci"
-        assert statements == 2  # the `init_command` with the level, and `SET NAMES … COLLATE …`
+        assert statements == 1  # one `SET`: the names with the collation, the level, the `init_command`
     finally:
         wrapper.close()
 

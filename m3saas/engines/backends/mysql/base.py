@@ -1,21 +1,23 @@
-"""Django's MySQL/MariaDB backend, logging in with two statements fewer.
+"""Django's MySQL/MariaDB backend, logging in with one statement instead of three.
 
 Every tenant has its own database account, so a request whose tenant has no open connection in
 its thread logs in (issue 16, point 3). Stock Django and mysqlclient send three statements after
-the handshake: the `init_command`, `SET NAMES <charset>` and the isolation level. Here:
+the handshake: the `init_command`, `SET NAMES <charset>` and the isolation level. Here they are
+one `SET`, the configured `init_command`'s own assignments with the others added:
 
-- `SET NAMES` is skipped when the handshake already chose the character set (mysqlclient passes
-  `charset` as the connection's `MYSQL_SET_CHARSET_NAME`, so the server starts the session with
-  it). With a `collation` option, only mysqlclient's `SET NAMES … COLLATE …` is sent.
-- The isolation level joins the `init_command`'s `SET` as a session variable. Its name differs by
-  server (`tx_isolation` on MariaDB before 11.1, `transaction_isolation` on MySQL and later
-  MariaDB), so it is learnt from each server's handshake: a process's first login to a server
-  sends Django's own statement, later ones fold it. A server that refuses the name (replaced
-  behind the process's back) is forgotten and the login is tried once more, the stock way.
+- `NAMES <charset> [COLLATE <collation>]`, exactly what mysqlclient would send after connecting
+  (which then sends nothing: its connection class skips the `SET NAMES` it repeats).
+- The isolation level as a session variable. Its name differs by server (`tx_isolation` on
+  MariaDB before 11.1, `transaction_isolation` on MySQL and later MariaDB), so it is learnt from
+  each server's handshake: a process's first login to a server sends Django's own statement,
+  later ones fold it. A server that refuses the name (replaced behind the process's back, or a
+  proxy that names another server) costs one retried login, and its logins then send Django's
+  statement for the rest of the process.
 
-A new wrapper (each worker thread makes one per tenant it serves) also skips Django's query of the
-server's version and settings on its first connection: the answer is shared by every wrapper of
-the same server and `init_command` in the process, as the server is the same.
+An `init_command` that is not one plain `SET` is sent as configured, and the stock statements
+follow it. A new wrapper (each worker thread makes one per tenant it serves) also skips Django's
+query of the server's version and settings on its first connection: the answer is shared by the
+wrappers of the same server, socket, `init_command` and kind of account in the process.
 
 Nothing else differs from `django.db.backends.mysql`; `vendor` stays `mysql`.
 """
@@ -35,10 +37,16 @@ from MySQLdb import connections as mysqldb_connections
 # MySQL's and MariaDB's "Unknown system variable".
 ER_UNKNOWN_SYSTEM_VARIABLE = 1193
 _MARIADB_VERSION = re.compile(r"(?:5\.5\.5-)?(\d+)\.(\d+)")
-# (host, port, unix socket) -> the session variable that holds the isolation level there.
+# One `SET` of plain assignments (no quotes, comments or second statement) can take more.
+_PLAIN_SET = re.compile(r"SET\s+[\w@.]+\s*=\s*[\w.]+(?:\s*,\s*[\w@.]+\s*=\s*[\w.]+)*", re.IGNORECASE)
+_NAME = re.compile(r"\w+")
+# The mark `m3saas.tenancy.connections` puts on tenant entries: every tenant account is made alike.
+_TENANT_MARK = "M3SAAS_TENANT"
+# (host, port, unix socket) -> the session variable that holds the isolation level there; "" once
+# the server refused the name its handshake suggested (Django's statement is sent instead).
 _isolation_variables: dict[tuple[Any, Any, Any], str] = {}
-# (host, port, init_command) -> Django's `mysql_server_data` as the first wrapper read it.
-_server_data: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+# (host, port, unix socket, init_command, account) -> Django's `mysql_server_data` as first read.
+_server_data: dict[tuple[Any, ...], dict[str, Any]] = {}
 _lock = threading.Lock()
 
 
@@ -61,37 +69,41 @@ def _server_key(params: dict[str, Any]) -> tuple[Any, Any, Any]:
     return (params.get("host"), params.get("port"), params.get("unix_socket"))
 
 
-def _init_command_with(init_command: str | None, variable: str, level: str) -> str | None:
-    """`init_command` with `variable` set too; None where it is not one plain `SET`."""
-    assignment = f"SESSION {variable}='{level.upper().replace(' ', '-')}'"
-    if not init_command:
-        return f"SET {assignment}"
-    if not re.fullmatch(r"SET\s+[^;'\"`]+", init_command.strip(), re.IGNORECASE):
-        return None
-    return f"{init_command.strip()}, {assignment}"
+def _init_command_with(init_command: str | None, names: str, assignments: list[str]) -> str | None:
+    """One `SET`: `names` first (as mysqlclient sends it first), then `init_command`'s own
+    assignments, then `assignments`; None where `init_command` is not one plain `SET`."""
+    own: list[str] = []
+    if init_command:
+        if not _PLAIN_SET.fullmatch(init_command.strip()):
+            return None
+        own = [init_command.strip()[3:].strip()]
+    return "SET " + ", ".join([names, *own, *assignments])
+
+
+def _isolation_assignment(variable: str, level: str) -> str:
+    return f"SESSION {variable}='{level.upper().replace(' ', '-')}'"
 
 
 class Connection(mysqldb_connections.Connection):
-    """mysqlclient's connection, without the `SET NAMES` that repeats what the handshake chose."""
+    """mysqlclient's connection, without the `SET NAMES` its `init_command` has already sent."""
 
     def set_character_set(self, charset: str, collation: str | None = None) -> None:
         if charset != self.character_set_name():
             super().set_character_set(charset, collation)
             return
         self.encoding = mysqldb_connections._charset_to_encoding.get(charset, charset)
-        if collation:
-            # What mysqlclient sends second, without the plain `SET NAMES` it sends first.
-            self.query(f"SET NAMES {charset} COLLATE {collation}")
-            self.store_result()
 
 
 class DatabaseWrapper(mysql_base.DatabaseWrapper):
+    _names_folded = False
     _isolation_folded = False
 
     @cached_property
     def mysql_server_data(self) -> dict[str, Any]:
         entry = self.settings_dict
-        key = (entry["HOST"], entry["PORT"], entry["OPTIONS"].get("init_command"))
+        options = entry["OPTIONS"]
+        account = "tenant" if entry.get(_TENANT_MARK) else entry["USER"]
+        key = (entry["HOST"], entry["PORT"], options.get("unix_socket"), options.get("init_command"), account)
         data = _server_data.get(key)
         if data is None:
             # Django's own query, as its `cached_property` holds it.
@@ -102,37 +114,42 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
 
     def get_connection_params(self) -> dict[str, Any]:
         params: dict[str, Any] = super().get_connection_params()
-        self._isolation_folded = False
-        if self.isolation_level:
-            variable = _isolation_variables.get(_server_key(params))
-            folded = variable and _init_command_with(params.get("init_command"), variable, self.isolation_level)
-            if folded:
-                params["init_command"] = folded
-                self._isolation_folded = True
+        self._names_folded = self._isolation_folded = False
+        charset, collation = str(params.get("charset") or ""), str(params.get("collation") or "")
+        if not all(_NAME.fullmatch(name) for name in filter(None, (charset, collation))) or not charset:
+            return params
+        names = f"NAMES {charset}" + (f" COLLATE {collation}" if collation else "")
+        variable = _isolation_variables.get(_server_key(params)) if self.isolation_level else None
+        assignments = [_isolation_assignment(variable, self.isolation_level)] if variable else []
+        folded = _init_command_with(params.get("init_command"), names, assignments)
+        if folded is not None:
+            params["init_command"] = folded
+            params.pop("collation", None)  # set with the names above
+            self._names_folded, self._isolation_folded = True, bool(variable)
         return params
 
     @async_unsafe
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        key = _server_key(conn_params)
+        connect = Connection if self._names_folded else mysqldb_connections.Connection
         try:
-            connection = Connection(**conn_params)
+            connection = connect(**conn_params)
         except MySQLdb.OperationalError as exc:
             if not (self._isolation_folded and exc.args and exc.args[0] == ER_UNKNOWN_SYSTEM_VARIABLE):
                 raise
-            # The server behind this address no longer knows the name: learn it again.
+            # The server behind this address does not know the name: Django's statement from now on.
+            entry = self.settings_dict
             with _lock:
-                _isolation_variables.pop(_server_key(conn_params), None)
-            self._isolation_folded = False
-            stock = dict(conn_params)
-            stock["init_command"] = self.settings_dict["OPTIONS"].get("init_command")
-            if stock["init_command"] is None:
-                del stock["init_command"]
-            connection = Connection(**stock)
-        key = _server_key(conn_params)
+                _isolation_variables[key] = ""
+                for data_key in [k for k in _server_data if k[:2] == (entry["HOST"], entry["PORT"])]:
+                    _server_data.pop(data_key, None)
+            self.__dict__.pop("mysql_server_data", None)
+            connection = connect(**self.get_connection_params())
         if key not in _isolation_variables:
             variable = isolation_variable(connection.get_server_info())
             if variable is not None:
                 with _lock:
-                    _isolation_variables[key] = variable
+                    _isolation_variables.setdefault(key, variable)
         if connection.encoders.get(bytes) is bytes:
             connection.encoders.pop(bytes)
         return connection

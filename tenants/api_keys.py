@@ -2,7 +2,8 @@
 
 A warm check makes no master query: a key's record is cached like the tenants (per master
 generation, dropped on every change to a key or a tenant), and a key this process has verified
-is found by its digest for the rest of that generation (its expiry still read on every request).
+is found by its digest for the rest of that generation, and no longer than the cached record it
+was checked against (its tenant, revocation and expiry still read on every request).
 `last_used_at` is written at most once a minute per key.
 
 Unknown key ids are cheap too, so a flood of made-up keys (each with another random id) does
@@ -226,9 +227,10 @@ def _record_use(key_id: str) -> None:
         ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
 
 
-# Keys this process has verified: the whole key's BLAKE2b digest → (master generation, monotonic
-# expiry: the cached record's, record). Only a key that matched its record's SHA-256 is kept, so an unknown or wrong
-# key is never found here, and anything that changes a key or its tenant changes the generation.
+# Keys this process has verified: the whole key's BLAKE2b digest → (master generation, the cached
+# record's monotonic expiry, record). Only a key that matched its record's SHA-256 is kept, so an
+# unknown or wrong key is never found here, and anything that changes a key or its tenant changes
+# the generation.
 # BLAKE2b is CPython's own (`_blake2`): on a warm request it spares a call into OpenSSL, which
 # measured several times dearer inside the busy server than in a loop (issue 16).
 _verified: dict[bytes, tuple[str, float, ApiKeyInfo]] = {}

@@ -79,6 +79,11 @@ class _Route:
     versions: dict[str, Version]  # version segments already checked against the subscription
     entry: dict[str, Any] | None = None  # the alias's settings entry once registered
 
+    def version_keep(self, segment: str, version: Version) -> None:
+        """Keep a checked segment, if it is short and the route has room for it."""
+        if len(self.versions) < SEGMENTS_PER_ROUTE and len(segment) <= SEGMENT_MAX_LENGTH:
+            self.versions[segment] = version
+
 
 _routes: dict[tuple[int, str], _Route] = {}
 
@@ -168,11 +173,10 @@ class TenantMiddleware:
         route = _routes.get((tenant_id, module))
         if route is not None and route.generation == generation and route.expires > time.monotonic():
             request._traffic_tenant_id = tenant_id  # type: ignore[attr-defined]
-            version = route.versions.get(segment) if segment else None
+            version = route.versions.get(segment or "")
             if version is None:
                 version = resolve_module_version(route.tenant, module, segment)  # no master read
-                if len(route.versions) < SEGMENTS_PER_ROUTE and len(segment or "") <= SEGMENT_MAX_LENGTH:
-                    route.versions[segment or ""] = version
+                route.version_keep(segment or "", version)
             return route, version
 
         def read() -> tuple[TenantInfo, Version, bool, RateLimit | None]:
@@ -189,8 +193,7 @@ class TenantMiddleware:
         if not remember:
             return _Route(None, 0.0, tenant, limit, {}), version
         route = _Route(generation, expires, tenant, limit, {})
-        if segment and len(segment) <= SEGMENT_MAX_LENGTH:
-            route.versions[segment] = version
+        route.version_keep(segment or "", version)
         if len(_routes) >= ROUTES_MAX:
             _routes.clear()
         _routes[(tenant_id, module)] = route

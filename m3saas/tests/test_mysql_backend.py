@@ -3,7 +3,7 @@ and leaves the session as Django's own backend does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -76,114 +76,109 @@ def tenant_entry(make_tenant: Any) -> Iterator[dict[str, Any]]:
         yield dict(connections[tenant.alias].settings_dict)
 
 
-def _wrapper(entry: dict[str, Any], engine: str) -> Any:
-    return load_backend(engine).DatabaseWrapper({**entry, "ENGINE": engine}, alias=f"login_{engine.replace('.', '_')}")
+OURS, DJANGOS = "m3saas.engines.backends.mysql", "django.db.backends.mysql"
+
+
+@pytest.fixture
+def wrapper() -> Iterator[Callable[..., Any]]:
+    """`wrapper(entry, engine=OURS)` → a new wrapper of `entry` under `engine`, closed after the test."""
+    made: list[Any] = []
+
+    def make(entry: dict[str, Any], engine: str = OURS) -> Any:
+        made.append(load_backend(engine).DatabaseWrapper({**entry, "ENGINE": engine}, alias=f"login_{len(made)}"))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def _server_key(entry: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The backend's key of the server an entry names (over TCP)."""
+    return (entry["HOST"] or None, int(entry["PORT"]), None)
 
 
 @pytest.mark.mariadb
 @pytest.mark.django_db(transaction=True)
-def test_a_tenant_login_sends_one_statement_and_sets_the_session_as_django_does(tenant_entry: dict[str, Any]):
-    assert tenant_entry["ENGINE"] == "m3saas.engines.backends.mysql"
-    ours, django = _wrapper(tenant_entry, tenant_entry["ENGINE"]), _wrapper(tenant_entry, "django.db.backends.mysql")
-    try:
-        ours.ensure_connection()
-        django.ensure_connection()
-        settings_ours, isolation_ours, _ = _relogin(ours)
-        settings_django, isolation_django, statements_django = _relogin(django)
-        assert settings_ours == settings_django
-        assert isolation_ours == isolation_django == "READ-COMMITTED"
-        # Django's: `init_command`, `SET NAMES`, the isolation level; ours: one `SET` of all three.
-        assert statements_django == 3
-        assert _relogin(ours)[2] == 1
-    finally:
-        ours.close()
-        django.close()
+def test_a_tenant_login_sends_one_statement_and_sets_the_session_as_django_does(tenant_entry, wrapper):
+    assert tenant_entry["ENGINE"] == OURS
+    ours, django = wrapper(tenant_entry), wrapper(tenant_entry, DJANGOS)
+    ours.ensure_connection()
+    django.ensure_connection()
+    settings_ours, isolation_ours, _ = _relogin(ours)
+    settings_django, isolation_django, statements_django = _relogin(django)
+    assert settings_ours == settings_django
+    assert isolation_ours == isolation_django == "READ-COMMITTED"
+    # Django's: `init_command`, `SET NAMES`, the isolation level; ours: one `SET` of all three.
+    assert statements_django == 3
+    assert _relogin(ours)[2] == 1
 
 
 @pytest.mark.mariadb
 @pytest.mark.django_db(transaction=True)
-def test_a_servers_first_login_learns_its_flavour(tenant_entry: dict[str, Any]):
-    wrapper = _wrapper(tenant_entry, tenant_entry["ENGINE"])
-    key = (tenant_entry["HOST"] or None, int(tenant_entry["PORT"]), None)
-    try:
-        wrapper.ensure_connection()
-        base._isolation_variables.pop(key, None)
-        # The first after a start: Django's own isolation statement, after the `init_command`.
-        assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 2)
-        assert base._isolation_variables[key] == base.isolation_variable(wrapper.connection.get_server_info())
-        assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 1)
-    finally:
-        wrapper.close()
+def test_a_servers_first_login_learns_its_flavour(tenant_entry, wrapper):
+    login, key = wrapper(tenant_entry), _server_key(tenant_entry)
+    login.ensure_connection()
+    base._isolation_variables.pop(key, None)
+    # The first after a start: Django's own isolation statement, after the `init_command`.
+    assert _relogin(login)[1:] == ("READ-COMMITTED", 2)
+    assert base._isolation_variables[key] == base.isolation_variable(login.connection.get_server_info())
+    assert _relogin(login)[1:] == ("READ-COMMITTED", 1)
 
 
 @pytest.mark.mariadb
 @pytest.mark.django_db(transaction=True)
-def test_a_variable_the_server_refuses_costs_one_retried_login_then_djangos_statement(tenant_entry: dict[str, Any]):
+def test_a_variable_the_server_refuses_costs_one_retried_login_then_djangos_statement(tenant_entry, wrapper):
     """A server replaced behind the process (MySQL for MariaDB), or a proxy naming another server:
     one login is retried, never refused, and that server's logins then send Django's statement."""
-    wrapper = _wrapper(tenant_entry, tenant_entry["ENGINE"])
-    key = (tenant_entry["HOST"] or None, int(tenant_entry["PORT"]), None)
-    wrapper.ensure_connection()
+    login, key = wrapper(tenant_entry), _server_key(tenant_entry)
+    login.ensure_connection()
     right = base._isolation_variables[key]
     try:
         base._isolation_variables[key] = "no_such_isolation_variable"
-        assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 2)
+        assert _relogin(login)[1:] == ("READ-COMMITTED", 2)
         assert base._isolation_variables[key] == ""
-        assert _relogin(wrapper)[1:] == ("READ-COMMITTED", 2)
+        assert _relogin(login)[1:] == ("READ-COMMITTED", 2)
     finally:
         base._isolation_variables[key] = right
-        wrapper.close()
 
 
 @pytest.mark.mariadb
 @pytest.mark.django_db(transaction=True)
-def test_the_master_accounts_server_data_is_kept_apart_from_the_tenants(tenant_entry: dict[str, Any]):
+def test_the_master_accounts_server_data_is_kept_apart_from_the_tenants(tenant_entry, wrapper):
     """`init_connect` runs for tenant accounts and not for a privileged one: their sessions may differ."""
     from django.db import DEFAULT_DB_ALIAS
 
-    tenant_wrapper = _wrapper(tenant_entry, tenant_entry["ENGINE"])
     master = connections[DEFAULT_DB_ALIAS].settings_dict
-    master_wrapper = _wrapper(master, master["ENGINE"])
-    try:
-        tenant_wrapper.ensure_connection()
-        master_wrapper.ensure_connection()
-        assert tenant_wrapper.mysql_server_data is not master_wrapper.mysql_server_data
-        accounts = {key[-1] for key in base._server_data if key[:2] == (tenant_entry["HOST"], tenant_entry["PORT"])}
-        assert {"tenant", master["USER"]} <= accounts
-    finally:
-        tenant_wrapper.close()
-        master_wrapper.close()
+    tenant_login, master_login = wrapper(tenant_entry), wrapper(master, master["ENGINE"])
+    tenant_login.ensure_connection()
+    master_login.ensure_connection()
+    assert tenant_login.mysql_server_data is not master_login.mysql_server_data
+    accounts = {key[-1] for key in base._server_data if key[:2] == (tenant_entry["HOST"], tenant_entry["PORT"])}
+    assert {"tenant", master["USER"]} <= accounts
 
 
 @pytest.mark.mariadb
 @pytest.mark.django_db(transaction=True)
-def test_a_configured_isolation_level_and_collation_are_still_set(tenant_entry: dict[str, Any]):
+def test_a_configured_isolation_level_and_collation_are_still_set(tenant_entry, wrapper):
     options = {**tenant_entry["OPTIONS"], "isolation_level": "repeatable read", "collation": "utf8mb4_unicode_ci"}
-    wrapper = _wrapper({**tenant_entry, "OPTIONS": options}, tenant_entry["ENGINE"])
-    try:
-        wrapper.ensure_connection()
-        settings_row, isolation, statements = _relogin(wrapper)
-        assert isolation == "REPEATABLE-READ"
-        assert settings_row[3] == "utf8mb4_unicode_ci"
-        assert statements == 1  # one `SET`: the names with the collation, the level, the `init_command`
-    finally:
-        wrapper.close()
+    login = wrapper({**tenant_entry, "OPTIONS": options})
+    login.ensure_connection()
+    settings_row, isolation, statements = _relogin(login)
+    assert isolation == "REPEATABLE-READ"
+    assert settings_row[3] == "utf8mb4_unicode_ci"
+    assert statements == 1  # one `SET`: the names with the collation, the level, the `init_command`
 
 
 @pytest.mark.mariadb
 @pytest.mark.django_db(transaction=True)
-def test_a_new_wrapper_does_not_ask_the_server_again_for_its_version_and_settings(tenant_entry: dict[str, Any]):
+def test_a_new_wrapper_does_not_ask_the_server_again_for_its_version_and_settings(tenant_entry, wrapper):
     """Each worker thread makes a wrapper per tenant it serves: its first login costs no extra query."""
-    first, second = _wrapper(tenant_entry, tenant_entry["ENGINE"]), _wrapper(tenant_entry, tenant_entry["ENGINE"])
-    django = _wrapper(tenant_entry, "django.db.backends.mysql")
-    try:
-        first.ensure_connection()
-        assert "mysql_server_data" not in second.__dict__
-        second.ensure_connection()
-        assert _session(second)[2] == 1  # the `init_command` alone
-        django.ensure_connection()
-        assert _session(django)[2] == 4  # `init_command`, `SET NAMES`, the server's data, the isolation level
-        assert second.mysql_server_data == django.mysql_server_data
-    finally:
-        for wrapper in (first, second, django):
-            wrapper.close()
+    first, second, django = wrapper(tenant_entry), wrapper(tenant_entry), wrapper(tenant_entry, DJANGOS)
+    first.ensure_connection()
+    assert "mysql_server_data" not in second.__dict__
+    second.ensure_connection()
+    assert _session(second)[2] == 1  # the `init_command` alone
+    django.ensure_connection()
+    assert _session(django)[2] == 4  # `init_command`, `SET NAMES`, the server's data, the isolation level
+    assert second.mysql_server_data == django.mysql_server_data

@@ -116,7 +116,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         params: dict[str, Any] = super().get_connection_params()
         self._names_folded = self._isolation_folded = False
         charset, collation = str(params.get("charset") or ""), str(params.get("collation") or "")
-        if not all(_NAME.fullmatch(name) for name in filter(None, (charset, collation))) or not charset:
+        if not _NAME.fullmatch(charset) or (collation and not _NAME.fullmatch(collation)):
             return params
         names = f"NAMES {charset}" + (f" COLLATE {collation}" if collation else "")
         variable = _isolation_variables.get(_server_key(params)) if self.isolation_level else None

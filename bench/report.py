@@ -179,12 +179,13 @@ Profiled with cProfile and wall-clock instrumentation of the request path in-pro
   Ways to go further, none of them done here: put requests for the same tenant on the same worker
   (a tenant-aware load balancer), or give up per-tenant database users for one shared user with
   `USE <tenant>` (cheaper, but one SQL injection away from every tenant's data).
-- **Request overhead (figure 1)**: what is left is about 4 % of a request's instructions without a
-  key and 4.5 % with one (callgrind): the checks each request must make (the alias registration
-  check, readiness, ownership, the traffic counter, with a key its SHA-256 and look-up), the module
-  URL mount (one `include` level more than the plain route; only the mount a path names is asked)
-  and Django's router and per-alias connection look-ups; it does not grow with the number of tenants
-  or modules. The rate limit counter is a cache round trip once per share (1/256 of the limit), not
+- **Request overhead (figure 1)**: what is left is about 2.5 % of a request's instructions without a
+  key and 3 % with one (callgrind): the module URL mount (one `include` level more than the plain
+  route; only the mount a path names is asked), the tenant context, Django's router and per-alias
+  connection look-ups, the connection bookkeeping, the traffic counter, the rate limit counters and,
+  with a key, its digest and checks; a warm route's tenant, version and state checks, and a key
+  already verified, are remembered per master generation. It does not grow with the number of
+  tenants or modules. The rate limit counter is a cache round trip once per share (1/256 of the limit), not
   per request. Under gunicorn the same code costs the worker thread about twice its share of
   instructions in CPU time (the interleaved rows of figure 1).
 - The load generator, gunicorn and MariaDB share the same CPUs, and other processes on the machine

@@ -43,10 +43,26 @@ def test_connection_handler_keeps_its_wrappers_in_a_thread_local_store():
     assert "self._connections" in source
 
 
-def test_connections_settings_is_the_settings_dict():
-    """tenant_connection_register adds aliases to `connections.settings`; it must be DATABASES itself."""
-    assert connections.settings is settings.DATABASES
+def test_connections_settings_is_a_cached_property_over_settings():
+    """TenantConnectionHandler.settings_update replaces `connections.settings` (the instance's value
+    of a cached property) and `_settings`, which the property is computed from again if dropped."""
+    from django.utils.connection import BaseConnectionHandler
+    from django.utils.functional import cached_property
+
+    assert isinstance(BaseConnectionHandler.__dict__["settings"], cached_property)
+    assert "self._settings" in inspect.getsource(BaseConnectionHandler.__dict__["settings"].func)
+    assert set(settings.DATABASES) <= set(connections.settings)
     assert callable(connections.configure_settings)
+
+
+def test_django_walks_every_database_entry_for_atomic_requests():
+    """m3saas.handlers replaces `BaseHandler.make_view_atomic`, which reads every entry of
+    `connections.settings` for `ATOMIC_REQUESTS` on each request and honours `_non_atomic_requests`."""
+    from django.core.handlers.base import BaseHandler
+
+    source = inspect.getsource(BaseHandler.make_view_atomic)
+    for part in ("connections.settings.items()", '"ATOMIC_REQUESTS"', "_non_atomic_requests", "transaction.atomic"):
+        assert part in source
 
 
 def test_django_walks_initialized_connections_through_all():

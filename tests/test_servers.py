@@ -17,10 +17,10 @@ from typing import Any
 
 import MySQLdb
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connections
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -79,7 +79,7 @@ def test_a_tenant_on_the_second_server_is_served_from_it(two_servers: str, make_
     assert tenant.name not in _databases(DEFAULT_SERVER)
     with use_tenant(tenant):
         assert list(Animal.objects.values_list("name", flat=True)) == ["far-away-cat"]
-    port = int(settings.DATABASES[tenant.alias]["PORT"])
+    port = int(connections.settings[tenant.alias]["PORT"])
     assert port == server_config(two_servers).port != server_config(DEFAULT_SERVER).port
 
 

@@ -35,6 +35,8 @@ _DEFERRED = "M3SAAS_DEFERRED_PASSWORD"
 
 # Closed tenant wrappers a thread keeps for reuse (about 3 KiB each).
 PARKED_WRAPPERS_PER_THREAD = 1024
+# Taken by `TenantConnectionHandler.settings_update` (writers only).
+_settings_lock = threading.Lock()
 
 
 class TenantConnectionHandler(ConnectionHandler):
@@ -49,6 +51,12 @@ class TenantConnectionHandler(ConnectionHandler):
     A tenant wrapper whose connection the trims closed is *parked*: out of Django's store (so
     it costs nothing per request) but kept, up to `PARKED_WRAPPERS_PER_THREAD`, and put back on
     the alias's next use, so a reconnection skips the per-wrapper server queries Django makes.
+
+    Its `settings` (every alias's entry) is replaced, never changed in place (`settings_update`):
+    other threads iterate it while a tenant is registered, Django on every request
+    (`BaseHandler.make_view_atomic`), and a dict that grows under an iteration raises
+    "dictionary changed size during iteration" there, a 500. So, after the first tenant, it is
+    no longer `settings.DATABASES`, which keeps only the configured databases.
     """
 
     _connections: Local  # Django's per-thread store of wrappers
@@ -74,6 +82,22 @@ class TenantConnectionHandler(ConnectionHandler):
         except AttributeError:
             parked = self._made.parked = {}
         return parked
+
+    def settings_update(self, changes: dict[str, dict[str, Any] | None]) -> None:
+        """Put each alias's entry in `settings` (None: drop the alias), by replacing the dict.
+
+        Readers need no lock: they hold the old dict or the new one, each whole. Writers take one,
+        or two threads registering at once would each drop the other's alias. A batch is one copy.
+        """
+        with _settings_lock:
+            replaced = dict(self.settings)
+            for alias, entry in changes.items():
+                if entry is None:
+                    replaced.pop(alias, None)
+                else:
+                    replaced[alias] = entry
+            self._settings = replaced
+            self.settings = replaced  # the instance's value of Django's cached property
 
     def create_connection(self, alias: str) -> BaseDatabaseWrapper:
         entry = self.settings.get(alias)
@@ -194,6 +218,25 @@ def is_tenant_alias(alias: str) -> bool:
     return bool(entry and entry.get(TENANT_MARK))
 
 
+# `atomic_request_aliases`' answer for one settings dict: (that dict, its size, the aliases).
+_atomic_aliases: tuple[dict[str, Any] | None, int, tuple[str, ...]] = (None, 0, ())
+
+
+def atomic_request_aliases() -> tuple[str, ...]:
+    """The databases whose entry asks for `ATOMIC_REQUESTS`: configured ones only, since a tenant
+    entry never does (`tenant_database_settings`). Worked out once per settings dict, which
+    `settings_update` replaces on every change, so a request does not walk every tenant."""
+    global _atomic_aliases
+    current = connections.settings
+    seen, size, aliases = _atomic_aliases
+    if seen is not current or size != len(current):
+        aliases = tuple(
+            alias for alias, entry in current.items() if entry.get("ATOMIC_REQUESTS") and not entry.get(TENANT_MARK)
+        )
+        _atomic_aliases = (current, len(current), aliases)
+    return aliases
+
+
 def tenant_aliases() -> list[str]:
     return [alias for alias, entry in connections.settings.items() if entry.get(TENANT_MARK)]
 
@@ -207,6 +250,17 @@ def tenant_connection_register(tenant: TenantInfo, *, defer_password: bool = Fal
     (`migrate_tenants` skips unchanged tenants unopened) and a Fernet decryption per tenant would
     cost 10,000 of them at start-up.
     """
+    alias, wanted = _entry_wanted(tenant, defer_password=defer_password)
+    if wanted is not None:
+        _handler.settings_update({alias: wanted})
+    return alias
+
+
+def _entry_wanted(tenant: TenantInfo, *, defer_password: bool) -> tuple[str, dict[str, Any] | None]:
+    """The tenant's alias, and the entry to register for it (None: the registered one is current).
+
+    A changed entry's wrapper in this thread is closed (the next use reads the new entry).
+    """
     alias = tenant.alias
     if alias == DEFAULT_DB_ALIAS:
         raise ValueError("a tenant cannot use the master alias 'default'")
@@ -217,7 +271,7 @@ def tenant_connection_register(tenant: TenantInfo, *, defer_password: bool = Fal
     if current is not None and current.get(_SIGNATURE) == signature:
         if _DEFERRED in current and not defer_password:
             _entry_complete(current)  # an unreadable password is an error here, as below
-        return alias
+        return alias, None
     wanted = tenant_database_settings(
         name=tenant.name,
         user=tenant.user,
@@ -229,8 +283,7 @@ def tenant_connection_register(tenant: TenantInfo, *, defer_password: bool = Fal
     wanted[_SIGNATURE] = signature
     if current is not None:
         _close_in_this_thread(alias)
-    connections.settings[alias] = wanted
-    return alias
+    return alias, wanted
 
 
 def _entry_complete(entry: dict[str, Any]) -> None:
@@ -270,7 +323,7 @@ def tenant_connection_unregister(alias: str) -> None:
     """Close this thread's connection to `alias` and forget the alias."""
     if is_tenant_alias(alias):
         _close_in_this_thread(alias)
-        del connections.settings[alias]
+        _handler.settings_update({alias: None})
 
 
 def _close_in_this_thread(alias: str) -> None:
@@ -350,17 +403,22 @@ def tenant_connections_register_all() -> int:
         return 0
     registered, reason = 0, ""
     unknown: list[str] = []
+    changes: dict[str, dict[str, Any] | None] = {}
     for info in infos:
         # Nothing decrypted here: every command starts, also with a password no configured key
         # opens (`migrate` encrypts old rows, the rotation reports); connecting to that tenant
         # raises `PasswordKeyError`.
         try:
-            tenant_connection_register(info, defer_password=True)
+            alias, wanted = _entry_wanted(info, defer_password=True)
         except ServerUnknownError as exc:
             unknown.append(info.name)
             reason = exc.message
         else:
+            if wanted is not None:
+                changes[alias] = wanted
             registered += 1
+    if changes:
+        _handler.settings_update(changes)  # one copy of the settings for every tenant
     if unknown:
         logger.warning("tenants not registered (%s): %s", ", ".join(unknown), reason)
     return registered

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connections
 from django.test import override_settings
 
 from m3saas.tenancy.context import tenant_current_or_none, use_tenant
@@ -127,7 +128,7 @@ def test_a_tenant_database_that_stays_unreachable_is_tried_again_then_recorded_a
 
     settings.TASK_MAX_RETRIES = 2
     tenant = make_tenant()
-    database = Path(settings.DATABASES[tenant.alias]["NAME"])
+    database = Path(connections.settings[tenant.alias]["NAME"])
     aside = database.with_suffix(".away")
     database.rename(aside)
     database.mkdir()  # SQLite: "unable to open database file", as when the server is gone

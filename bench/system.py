@@ -183,8 +183,9 @@ class ConnectionSampler:
 
     A sample above the bound is taken again `recheck` seconds later: a session a worker has just
     closed (its `COM_QUIT` sent, no answer awaited) can still be listed by the server for a moment
-    after the worker opened the next one. `over_bound_held` counts the samples still above the
-    bound then: connections held, not a session on its way out.
+    after the worker opened the next one. `over_bound_held` counts the samples of which more than
+    the bound's worth of the same sessions (by id) are still listed then: connections held, not
+    sessions on their way out, nor other ones that opened and closed in between.
     """
 
     def __init__(
@@ -208,30 +209,30 @@ class ConnectionSampler:
         self._thread: threading.Thread | None = None
         self._conn: Any = None
 
-    def sample(self) -> tuple[int, int]:
-        """Open connections now: (tenant users', on the master database), this sampler's own excluded."""
+    def _listed(self) -> tuple[set[int], int]:
+        """Open connections now, this sampler's own excluded: the tenant users' session ids, and how
+        many sessions are on the master database."""
         with self._conn.cursor() as cur:
             cur.execute(
-                "SELECT SUM(USER LIKE %s), SUM(DB = %s) FROM information_schema.PROCESSLIST "
-                "WHERE ID <> CONNECTION_ID()",
+                "SELECT ID, USER LIKE %s, DB <=> %s FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()",
                 (self.like, self.master_database),
             )
-            tenant, master = (int(v or 0) for v in cur.fetchone())
-        return tenant, master
+            rows = cur.fetchall()
+        return {int(row[0]) for row in rows if row[1]}, sum(1 for row in rows if row[2])
 
     def reset(self) -> None:
         self.peak_tenant = self.peak_master = self.samples = self.over_bound = self.over_bound_held = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            tenant, master = self.sample()
-            self.peak_tenant = max(self.peak_tenant, tenant)
+            tenant, master = self._listed()
+            self.peak_tenant = max(self.peak_tenant, len(tenant))
             self.peak_master = max(self.peak_master, master)
             self.samples += 1
-            if tenant > self.bound:
+            if len(tenant) > self.bound:
                 self.over_bound += 1
                 time.sleep(self.recheck)
-                self.over_bound_held += self.sample()[0] > self.bound
+                self.over_bound_held += len(tenant & self._listed()[0]) > self.bound
             self._stop.wait(self.interval)
 
     def __enter__(self) -> ConnectionSampler:

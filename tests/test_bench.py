@@ -314,3 +314,78 @@ def test_meter_profiles_each_variant_and_diffs_them(tmp_path, monkeypatch):
     )
     assert "variant 0: 3 requests" in done.stdout and "variant 1: 4 requests" in done.stdout
     assert "(only_in_b)  (0.00 -> 1.00)" in done.stdout
+
+
+@pytest.fixture
+def sampled_account() -> Iterator[tuple[Any, str, Any]]:
+    """A MariaDB account `<prefix>_s` for the connection sampler to count: (admin, prefix, connect)."""
+    import secrets
+
+    import MySQLdb
+    from django.conf import settings
+
+    from bench.system import MariaDBAdmin
+
+    db = settings.M3SAAS_CONFIG.database
+    admin = MariaDBAdmin(host=db.host, port=db.port, user=db.user, password=db.password)
+    prefix = f"smp{secrets.token_hex(3)}"
+    password = secrets.token_hex(8)
+    root = admin.connect()
+    with root.cursor() as cur:
+        cur.execute(f"CREATE USER '{prefix}_s'@'%%' IDENTIFIED BY %s", (password,))
+
+    def connect() -> Any:
+        return MySQLdb.connect(host=db.host, port=db.port, user=f"{prefix}_s", password=password)
+
+    try:
+        yield admin, prefix, connect
+    finally:
+        with root.cursor() as cur:
+            cur.execute(f"DROP USER '{prefix}_s'@'%'")
+        root.close()
+
+
+@pytest.mark.mariadb
+def test_connection_sampler_counts_sessions_held_above_the_bound(sampled_account):
+    from bench.system import ConnectionSampler
+
+    admin, prefix, connect = sampled_account
+    held = [connect() for _ in range(3)]
+    try:
+        with ConnectionSampler(admin, tenant_user_prefix=prefix, master_database="-", bound=2) as sampler:
+            threading.Event().wait(0.5)
+        assert sampler.peak_tenant == 3
+        assert sampler.over_bound > 0 and sampler.over_bound_held == sampler.over_bound
+    finally:
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.mariadb
+def test_connection_sampler_does_not_count_a_turnover_of_short_sessions_as_held(sampled_account):
+    """Sessions above the bound that are replaced by others before the second look are not held,
+    even when the second look sees as many: the sessions are told apart by their ids."""
+    from bench.system import ConnectionSampler
+
+    admin, prefix, connect = sampled_account
+    held = [connect() for _ in range(2)]
+    stop = threading.Event()
+
+    def turnover() -> None:
+        while not stop.is_set():
+            conn = connect()
+            stop.wait(0.003)
+            conn.close()
+
+    thread = threading.Thread(target=turnover)
+    try:
+        with ConnectionSampler(admin, tenant_user_prefix=prefix, master_database="-", bound=2, recheck=0.1) as sampler:
+            thread.start()
+            threading.Event().wait(1.5)
+        assert sampler.over_bound > 0
+        assert sampler.over_bound_held == 0
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        for conn in held:
+            conn.close()

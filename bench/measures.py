@@ -572,7 +572,7 @@ def scale_measure(run: Run) -> None:
             f"The same request spread evenly over the first {p.few} tenants and over all {len(many_paths)} "
             "(each client connection walks its own shuffled cycle of the tenants), after a warm-up that requested "
             f"every tenant {WARM_PER_TENANT} times, so that each worker has met each tenant (with four per tenant, "
-            "the warm-up before 2026-11-29 evening, a worker still met 67 tenants for the first time during a "
+            "the warm-up before 2026-11-29 evening, the workers still met 67 tenants for the first time during a "
             "10 s block over 1,000, in 4 % of its requests, each a master read, a password decrypted and the "
             f"owner mark checked), and {BLOCK_WARM_REQUESTS} requests of the block's own mix before each block.",
             "",

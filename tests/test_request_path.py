@@ -111,7 +111,7 @@ def test_a_tenant_request_registers_its_alias_once(make_tenant, monkeypatch):
 @pytest.mark.django_db
 def test_use_tenant_still_registers_for_every_other_caller(make_tenant):
     tenant = make_tenant()
-    del connections.settings[tenant.alias]
+    tenancy_connections.tenant_connection_unregister(tenant.alias)
     with use_tenant(tenant):
         assert tenant_current() == tenant
         assert tenant.alias in connections.settings

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import PLAIN_PATH, Params
+from bench.common import BASE_DIR, PLAIN_PATH, Params
 from bench.report import Report
 from bench.server import Run, cleanup, configure, master_prepare, rows_seed
 from bench.system import MariaDBAdmin, cpu_seconds
@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--logins", action="store_true", help="a tenant login over TCP and over the Unix socket")
     parser.add_argument("--tail", action="store_true", help="per-request wall time tagged with its cause")
     parser.add_argument(
+        "--opcodes", action="store_true", help="Python bytecodes per request by function, each variant minus plain"
+    )
+    parser.add_argument(
         "--ablate", action="store_true", help="the tenant route with each step made a no-op in turn (measurement only)"
     )
     args = parser.parse_args(argv)
@@ -146,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             _spread(app, run.tenants, args.requests, args.blocks)
         if args.logins:
             _logins(tenant, args.requests, args.blocks, admin)
+        if args.opcodes:
+            _opcodes(app, variants, args.top)
         if args.tail:
             _tail(app, variants, args.requests, args.blocks)
         if args.ablate:
@@ -536,8 +541,59 @@ def _ablate(
         print(f"  {b - a:9.1f}  {label}  ({b:.0f} -> {a:.0f})", flush=True)
 
 
+def _opcodes(app: Any, variants: dict[str, tuple[str, dict[str, str]]], top: int) -> None:
+    """Python bytecodes each variant executes per request, by function and by file, minus the
+    plain view's (`sys.settrace` with opcode events, 20 warm requests each): exact and the same on
+    any machine or load, where the CPU figures move by more than the difference. C functions
+    (regular expressions, dict operations, the database driver) count as the one call that
+    reaches them, so this ranks Python code, which is most of what tenancy adds."""
+    count = 20
+
+    def counted(path: str, headers: dict[str, str]) -> Counter[tuple[str, int, str]]:
+        found: Counter[tuple[str, int, str]] = Counter()
+
+        def local(frame: Any, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                code = frame.f_code
+                found[(code.co_filename, code.co_firstlineno, code.co_name)] += 1
+            return local
+
+        def call(frame: Any, event: str, arg: Any) -> Any:
+            frame.f_trace_lines = False
+            frame.f_trace_opcodes = True
+            return local
+
+        serve(app, path, headers, 5)
+        sys.settrace(call)
+        try:
+            serve(app, path, headers, count)
+        finally:
+            sys.settrace(None)
+        return found
+
+    per_variant = {name: counted(path, headers) for name, (path, headers) in variants.items()}
+    plain = per_variant["plain"]
+    print(f"\nPython bytecodes per request ({count} requests traced per variant):")
+    for name, found in per_variant.items():
+        print(f"  {name:7s} {sum(found.values()) / count:9.0f}")
+    for name in ("tenant", "keyed"):
+        found = per_variant[name]
+        diff = {key: (found.get(key, 0) - plain.get(key, 0)) / count for key in set(found) | set(plain)}
+        by_file: Counter[str] = Counter()
+        for (filename, _, _), value in diff.items():
+            by_file[_short(filename)] += value  # type: ignore[assignment]
+        print(f"\n{name} minus plain, bytecodes per request, by file:")
+        for filename, value in sorted(by_file.items(), key=lambda item: -abs(item[1]))[:top]:
+            if abs(value) >= 1:
+                print(f"  {value:8.0f}  {filename}")
+        print(f"{name} minus plain, bytecodes per request, by function:")
+        for (filename, line, function), value in sorted(diff.items(), key=lambda item: -abs(item[1]))[:top]:
+            if abs(value) >= 1:
+                print(f"  {value:8.0f}  {_short(filename)}:{line}({function})")
+
+
 def _short(filename: str) -> str:
-    for marker in ("site-packages/", "wt-perfroute/", "lib/python3.11/"):
+    for marker in ("site-packages/", "lib/python3.11/", f"{BASE_DIR}/"):
         if marker in filename:
             return filename.split(marker, 1)[1]
     return filename

@@ -237,6 +237,7 @@ def test_only_the_mount_a_path_names_is_asked(monkeypatch):
     labels = module_labels()
     (dispatch,) = get_resolver().url_patterns
     assert isinstance(dispatch, ModuleDispatch)
+    dispatch._resolved.clear()  # paths other tests resolved are remembered: ask the mounts again
     mounts = [p for p in dispatch.url_patterns if getattr(p, "namespace", None) in labels]
     assert len(mounts) >= 3
     asked: list[str] = []
@@ -269,3 +270,69 @@ def test_module_routes_still_reverse():
 
     assert reverse("test_v1:animal-list", kwargs={"tenant_id": 3, "version": "1.4"}) == "/3/test/v1.4/animals"
     assert reverse("test_v2:animal-detail", kwargs={"tenant_id": 3, "version": "2", "pk": 9}) == "/3/test/v2/animals/9"
+
+
+def _dispatch() -> Any:
+    from django.urls import get_resolver
+
+    from m3saas.modules.urls import ModuleDispatch
+
+    (dispatch,) = get_resolver().url_patterns
+    assert isinstance(dispatch, ModuleDispatch)
+    return dispatch
+
+
+def test_a_module_path_is_resolved_once_and_each_caller_gets_its_own_match(monkeypatch):
+    from django.urls import get_resolver
+
+    dispatch = _dispatch()
+    dispatch._resolved.clear()
+    mount = next(p for p in dispatch.url_patterns if getattr(p, "namespace", None) == "test_v1")
+    asked: list[str] = []
+    resolve = mount.resolve
+
+    def asking(path: str) -> Any:
+        asked.append(path)
+        return resolve(path)
+
+    monkeypatch.setattr(mount, "resolve", asking)
+    first = dispatch.resolve("7/test/v1.4/animals/9")
+    # What a caller does to its match (a middleware's process_view may change the view's
+    # arguments) must not reach the next request of that path.
+    first.kwargs["pk"] = "tampered"
+    first.captured_kwargs["pk"] = "tampered"
+    first.namespaces.append("tampered")
+    first.app_names.append("tampered")
+    first.tried.append(["tampered"])
+    second = dispatch.resolve("7/test/v1.4/animals/9")
+    assert len(asked) == 1  # the second came from memory
+    assert second is not first
+    path = "/7/test/v1.4/animals/9"
+    ours, reference = get_resolver().resolve(path), _reference_resolver().resolve(path)
+    for match in (second, ours):
+        assert match.func is reference.func
+        assert (match.args, match.kwargs, match.url_name) == (reference.args, reference.kwargs, reference.url_name)
+        assert (match.namespaces, match.app_names) == (reference.namespaces, reference.app_names)
+        for extra in ("captured_kwargs", "extra_kwargs"):
+            assert getattr(match, extra) == getattr(reference, extra)
+        assert match.view_name == reference.view_name == "test_v1:animal-detail"
+    assert ours.route == reference.route
+    assert second.kwargs == {"tenant_id": "7", "version": "1.4", "pk": 9}
+
+
+def test_remembered_module_paths_stay_bounded_and_failures_are_not_remembered(monkeypatch):
+    from m3saas.modules import urls
+
+    dispatch = _dispatch()
+    dispatch._resolved.clear()
+    monkeypatch.setattr(urls, "RESOLVED_MAX", 3)
+    for pk in range(10):
+        assert dispatch.resolve(f"1/test/v1/animals/{pk}").kwargs["pk"] == pk
+        assert len(dispatch._resolved) <= 3
+    dispatch._resolved.clear()
+    for path in ("1/test/v1./animals", "1/test/v1/nothing", "1/test/v10/animals"):
+        with pytest.raises(Resolver404):
+            dispatch.resolve(path)
+    assert dispatch._resolved == {}
+    assert dispatch.resolve("health").url_name == "health"  # a platform path: resolved over the whole list
+    assert dispatch._resolved == {}

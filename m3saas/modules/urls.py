@@ -13,6 +13,10 @@ from m3saas.tenancy.paths import TENANT_ID_PATTERN
 
 # What every module mount's pattern starts with: the module's name and the major version's digits.
 _MOUNT_KEY_RE = re.compile(rf"^{TENANT_ID_PATTERN}/(?P<module>[^/]+)/v(?P<major>[0-9]+)[./]")
+# Module paths a dispatcher has resolved, remembered up to this many (then all forgotten at once):
+# a tenant's few endpoints, over many tenants. Made-up paths that resolve (`animals/<any pk>`) can
+# only churn it, back to resolving as Django does.
+RESOLVED_MAX = 4096
 
 
 def module_urlpatterns() -> list[URLPattern | URLResolver]:
@@ -41,6 +45,12 @@ class ModuleDispatch(URLResolver):
     the match is the one the whole list gives. Whatever that does not match (`v1x/`, a platform
     path) is resolved over the whole list, as before. Reversing, the schema generator and Django's
     checks see the whole list (`url_patterns`).
+
+    A module path's match is then remembered (`RESOLVED_MAX`): the same path resolves the same
+    way for as long as these patterns exist, and the resolution of a module path through the
+    mount's `include()` was 40 % of the Python the tenant route added to a request (issue 16,
+    `bench.profile --opcodes`). Each caller gets its own copy, so nothing a caller changes in
+    it reaches the next request. Paths that do not resolve are not remembered.
     """
 
     def __init__(self, route: str, patterns: list[URLPattern | URLResolver]) -> None:
@@ -55,15 +65,41 @@ class ModuleDispatch(URLResolver):
                 ahead.append(item)
             else:
                 self._by_mount[key] = URLResolver(pattern, [*ahead, item])
+        self._resolved: dict[str, ResolverMatch] = {}
 
     def resolve(self, path: Any) -> ResolverMatch:
         text = str(path)
+        known = self._resolved.get(text)
+        if known is not None:
+            return _match_copy(known)
         matched = self.pattern.match(text)
         found = _MOUNT_KEY_RE.match(matched[0]) if matched else None
         one = self._by_mount.get((found["module"], found["major"])) if found else None
         if one is not None:
             try:
-                return one.resolve(text)
+                match = one.resolve(text)
             except Resolver404:
                 pass
+            else:
+                if len(self._resolved) >= RESOLVED_MAX:
+                    self._resolved.clear()
+                self._resolved[text] = match
+                return _match_copy(match)
         return super().resolve(text)
+
+
+def _match_copy(match: ResolverMatch) -> ResolverMatch:
+    """A remembered match for one caller: its own arguments, names and tried patterns. (A match
+    from `URLResolver.resolve` always holds these as dicts and lists, never None.)"""
+    fields = match.__dict__
+    copy = ResolverMatch.__new__(ResolverMatch)
+    copy.__dict__ = {
+        **fields,
+        "kwargs": dict(fields["kwargs"]),
+        "captured_kwargs": dict(fields["captured_kwargs"]),
+        "extra_kwargs": dict(fields["extra_kwargs"]),
+        "app_names": list(fields["app_names"]),
+        "namespaces": list(fields["namespaces"]),
+        "tried": list(map(list, fields["tried"])),
+    }
+    return copy

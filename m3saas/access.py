@@ -135,6 +135,8 @@ def key_from_header(header: str) -> str | None:
     a malformed value was sent (a caller that tried to authenticate), None when nothing was."""
     if not header:
         return None
+    if header.startswith("Bearer "):  # the usual form, read without splitting
+        return header[7:].strip()
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() not in _AUTH_SCHEMES:
         return ""
@@ -246,13 +248,14 @@ def _cache_failed(exc: Exception) -> None:
         logger.warning("The cache does not answer (%s): rate limits are not counted until it does", exc)
 
 
-# This process's unused share of each rate-limit counter: (counter key: scope, period, window;
-# the limit) → requests it may still serve in that window without asking the cache; -1: the
+# This process's unused share of each rate-limit counter: (scope, period, window, the limit's
+# requests) → requests it may still serve in that window without asking the cache; -1: the
 # window's budget is spent, refused without asking until the window ends (also if the cache is
 # emptied meanwhile: the other processes then count from zero, this one waits for the next window).
+# The counter's cache key is only made when the cache is asked.
 RATE_SHARE_DIVISOR = 256
 RATE_SHARE_MAX = 64
-_shares: dict[tuple[str, int], int] = {}
+_shares: dict[tuple[str, int, int, int], int] = {}
 _shares_lock = threading.Lock()
 _SHARES_MAX_ENTRIES = 10_000
 
@@ -272,9 +275,8 @@ def rate_limit_hit(scope: str, limit: RateLimit | None) -> None:
         return
     now = time.time()
     window = int(now // limit.seconds)
-    key = f"m3saas:rate:{scope}:{limit.seconds}:{window}"
     # Kept per limit as well: a limit raised mid-window is not held to the old one's spent mark.
-    local = (key, limit.requests)
+    local = (scope, limit.seconds, window, limit.requests)
     with _shares_lock:
         left = _shares.get(local, 0)
         if left > 0:
@@ -283,6 +285,7 @@ def rate_limit_hit(scope: str, limit: RateLimit | None) -> None:
     if left < 0:  # this window's budget is spent (the counter only grows): no round trip either
         raise _throttled(window, limit, now)
     share = max(1, min(RATE_SHARE_MAX, limit.requests // RATE_SHARE_DIVISOR))
+    key = f"m3saas:rate:{scope}:{limit.seconds}:{window}"
     try:
         # Kept twice the window: a key that expired between Redis' EXISTS and INCR would live forever.
         count = cache_count(key, timeout=2 * limit.seconds, delta=share)

@@ -36,30 +36,22 @@ def _key(tenant_id: int, hour: int, kind: str) -> str:
     return f"m3saas:traffic:{tenant_id}:{hour}:{kind}"
 
 
+# A count not yet in the cache: (tenant id, hour, kind); its cache key is made when it is flushed,
+# not on every request.
+_Count = tuple[int, int, str]
+
+
 class _Buffer:
     """This process's counts not yet in the cache (one per process: a fork starts with none)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[_Count] = Counter()
         self.flushed_at = time.monotonic()
 
-    def take(self) -> Counter[str]:
+    def take(self) -> Counter[_Count]:
         with self.lock:
             self.flushed_at = time.monotonic()
-            taken, self.counts = self.counts, Counter()
-            return taken
-
-    def add(self, keys: tuple[str, ...], *, every: float) -> Counter[str] | None:
-        """Count `keys`; the counts to flush when `every` seconds have passed since the last flush."""
-        with self.lock:
-            counts = self.counts
-            for key in keys:
-                counts[key] += 1
-            now = time.monotonic()
-            if now - self.flushed_at < every:
-                return None
-            self.flushed_at = now
             taken, self.counts = self.counts, Counter()
             return taken
 
@@ -68,23 +60,32 @@ _buffer = _Buffer()
 
 
 def traffic_count(*, tenant_id: int, status_code: int, now: float | None = None) -> None:
-    """Count one request of `tenant_id`, and an error when its status is 500 or more."""
+    """Count one request of `tenant_id`, and an error when its status is 500 or more.
+
+    Every request of a tenant route runs this: a lock, one or two counter increments and a
+    clock read, and a flush to the cache every `TRAFFIC_FLUSH_SECONDS`."""
     hour = int((time.time() if now is None else now) // HOUR)
-    keys: tuple[str, ...] = (_key(tenant_id, hour, REQUESTS),)
-    if status_code >= 500:
-        keys += (_key(tenant_id, hour, ERRORS),)
-    taken = _buffer.add(keys, every=snapshot().traffic_flush_seconds)
-    if taken:
-        traffic_flush(taken)
+    buffer = _buffer
+    with buffer.lock:
+        counts = buffer.counts
+        counts[(tenant_id, hour, REQUESTS)] += 1
+        if status_code >= 500:
+            counts[(tenant_id, hour, ERRORS)] += 1
+        when = time.monotonic()
+        if when - buffer.flushed_at < snapshot().traffic_flush_seconds:
+            return
+        buffer.flushed_at = when
+        taken, buffer.counts = counts, Counter()
+    traffic_flush(taken)
 
 
-def traffic_flush(counts: Counter[str] | None = None) -> None:
+def traffic_flush(counts: Counter[_Count] | None = None) -> None:
     """Add `counts` (default: all this process holds) to the shared cache."""
     if counts is None:
         counts = _buffer.take()
     try:
-        for key, delta in counts.items():
-            cache_count(key, timeout=KEEP_SECONDS, delta=delta)
+        for (tenant_id, hour, kind), delta in counts.items():
+            cache_count(_key(tenant_id, hour, kind), timeout=KEEP_SECONDS, delta=delta)
     except Exception as exc:  # any cache backend's own error: these counts are lost
         logger.debug("traffic not counted: %s", exc)
 

@@ -216,8 +216,8 @@ _used_front: dict[str, float] = {}
 _USED_INTERVAL = 60
 
 
-def _record_use(key_id: str) -> None:
-    now = time.monotonic()
+def _record_use(key_id: str, now: float) -> None:
+    """Record the key's use in the master at most once a minute (`now`: time.monotonic())."""
     if _used_front.get(key_id, 0.0) > now:
         return
     if len(_used_front) > 100_000:
@@ -246,7 +246,8 @@ def api_key_authenticate(*, key: str, tenant_id: int) -> ApiKeyInfo:
     seen = hashlib.blake2b(key.encode()).digest()
     generation = master_cache_generation()
     verified = _verified.get(seen)
-    if verified is not None and verified[0] == generation and verified[1] > time.monotonic():
+    now = time.monotonic()
+    if verified is not None and verified[0] == generation and verified[1] > now:
         info = verified[2]
     else:
         key_id = key_id_of(key)
@@ -263,5 +264,5 @@ def api_key_authenticate(*, key: str, tenant_id: int) -> ApiKeyInfo:
             _verified[seen] = (generation, expires, info)
     if info.tenant_id != tenant_id or not info.usable():
         raise NotAuthenticatedError()
-    _record_use(info.id)
+    _record_use(info.id, now)
     return info

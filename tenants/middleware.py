@@ -131,7 +131,12 @@ class TenantMiddleware:
                 # must not spend the budget of the tenant's own software.
                 rate_limit_hit(f"tenant:{tenant_id}:anonymous:{request.META.get('REMOTE_ADDR')}", route.limit)
             else:
-                rate_limit_hit(f"tenant:{tenant_id}", tenant_rate_limit_get(tenant_id=tenant_id, api_key=api_key))
+                # A remembered route holds the tenant's own limit, read under the key's generation.
+                if route.generation is not None:
+                    limit = route.limit
+                else:
+                    limit = tenant_rate_limit_get(tenant_id=tenant_id, api_key=api_key)
+                rate_limit_hit(f"tenant:{tenant_id}", limit)
                 if api_key.rate_limit is not None:
                     rate_limit_hit(f"key:{api_key.id}", api_key.rate_limit)
             if route.generation is None:
@@ -139,18 +144,19 @@ class TenantMiddleware:
                 tenant = tenant_ready_ensure(tenant=tenant)
                 # A moving tenant's writes: 503 with Retry-After (reads go on); no query otherwise.
                 tenant = tenant_moving_check(tenant=tenant, method=request.method or "GET")
-            entry = connections.settings.get(tenant.alias)
+            alias = tenant.alias
+            entry = connections.settings.get(alias)
             if entry is None or entry is not route.entry:
                 # Here, not in `use_tenant`: a password no configured key opens is a JSON 503.
                 tenant_connection_register(tenant)
-                route.entry = connections.settings[tenant.alias]
+                route.entry = connections.settings[alias]
         except ApplicationError as exc:
             return self._refused(exc)
         request.api_key = api_key  # type: ignore[attr-defined]
         request.tenant = tenant  # type: ignore[attr-defined]
         request.module_version = version  # type: ignore[attr-defined]
         # Close first, so that this request's own connection never takes the thread past the bound.
-        tenant_connection_make_room(tenant.alias)
+        tenant_connection_make_room(alias)
         current = tenant_context_enter(tenant)  # as `use_tenant(tenant)`, the alias registered above
         try:
             try:
@@ -160,7 +166,7 @@ class TenantMiddleware:
             return self.get_response(request)
         finally:
             tenant_context_exit(current)
-            tenant_connections_trim(keep=tenant.alias)
+            tenant_connections_trim(keep=alias)
 
     @staticmethod
     def _route(

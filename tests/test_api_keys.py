@@ -241,6 +241,23 @@ def test_limits_are_per_tenant_and_a_tenants_own_limit_wins(make_tenant, tenant_
     assert [other_client.get(f"/{other.id}/test/v1/animals").status_code for _ in range(5)] == [200] * 4 + [429]
 
 
+def test_a_tenants_new_limit_holds_at_once_for_callers_whose_key_and_route_are_remembered(make_tenant, tenant_key):
+    """The keyed route takes the tenant's limit from its remembered route: changing the limit in
+    the admin must reach the very next request, not the next master generation."""
+    from tenants.models import Tenant
+
+    tenant = make_tenant(rate_limit="100/min")
+    client = _client(tenant_key(tenant))
+    assert [client.get(f"/{tenant.id}/test/v1/animals").status_code for _ in range(3)] == [200] * 3
+    row = Tenant.objects.get(pk=tenant.id)
+    row.rate_limit = "4/min"  # 3 already counted in this window
+    row.save(update_fields=["rate_limit"])
+    assert [client.get(f"/{tenant.id}/test/v1/animals").status_code for _ in range(2)] == [200, 429]
+    row.rate_limit = "off"
+    row.save(update_fields=["rate_limit"])
+    assert client.get(f"/{tenant.id}/test/v1/animals").status_code == 200
+
+
 def test_anonymous_calls_to_a_public_view_never_spend_the_keyed_callers_budget(make_tenant, tenant_key, settings):
     """Anyone may call a public view: they are counted apart (per client address), so they cannot
     lock a tenant's own software out."""
@@ -558,3 +575,25 @@ def test_a_verified_key_expires_with_the_cached_record_it_was_checked_against(ma
     ApiKey.objects.filter(pk=key.split("_")[1]).update(revoked_at=timezone.now())  # another process's revocation
     time.sleep(0.6)
     assert _client(key).get(f"/{tenant.id}/test/v1/animals").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("", None),
+        ("Bearer m3s_k", "m3s_k"),
+        ("Bearer  m3s_k ", "m3s_k"),
+        ("  Bearer m3s_k", "m3s_k"),
+        ("bearer m3s_k", "m3s_k"),
+        ("BEARER m3s_k", "m3s_k"),
+        ("Api-Key m3s_k", "m3s_k"),
+        ("Bearer ", ""),
+        ("Bearer", ""),
+        ("Basic dXNlcjpwYXNz", ""),
+        ("Token m3s_k", ""),
+    ],
+)
+def test_the_key_is_read_from_either_scheme_in_any_case_and_anything_else_counts_as_a_failed_try(header, expected):
+    from m3saas.access import key_from_header
+
+    assert key_from_header(header) == expected

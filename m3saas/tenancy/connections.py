@@ -153,12 +153,14 @@ class TenantConnectionHandler(ConnectionHandler):
         """How many wrappers this thread holds (an upper bound of its open connections)."""
         return len(self._aliases())
 
-    def mark_used(self, alias: str) -> None:
-        """Move `alias` to the most recently used end of this thread's order."""
+    def mark_used(self, alias: str) -> int:
+        """Move `alias` to the most recently used end of this thread's order; return
+        `wrapper_count()` (the trim after each request needs both)."""
         aliases = self._aliases()
         if alias in aliases:
             del aliases[alias]
             aliases[alias] = None
+        return len(aliases)
 
     def unpark(self, alias: str) -> None:
         """Forget this thread's parked wrapper of `alias`, if any."""
@@ -363,10 +365,9 @@ def tenant_connections_trim(*, keep: str | None = None) -> int:
     Returns how many were closed: the least recently used first; `keep` (the alias just used)
     is marked most recently used, so it is closed last.
     """
-    if keep is not None:
-        tenant_connection_used(keep)
+    count = _handler.mark_used(keep) if keep is not None else _handler.wrapper_count()
     limit = snapshot().tenant_max_open_connections
-    if _handler.wrapper_count() <= limit:
+    if count <= limit:
         return 0
     open_conns = _open_tenant_connections()
     excess = len(open_conns) - limit

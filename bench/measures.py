@@ -47,6 +47,7 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     rounds: list[float] = field(default_factory=list)  # throughput of each round
     cpu_rounds: list[float] = field(default_factory=list)  # worker CPU ms per request of each round
+    busiest_rounds: list[float] = field(default_factory=list)  # the busiest worker's share of that CPU
     p50_rounds: list[float] = field(default_factory=list)
     p99_rounds: list[float] = field(default_factory=list)
     worker_cpu: float = 0.0  # seconds of CPU used by the gunicorn workers
@@ -66,6 +67,7 @@ class LoadResult:
             self.p99_rounds.append(raw["p99"])
         self.rounds.append(raw["requests"] / raw["elapsed"] if raw["elapsed"] else 0.0)
         self.cpu_rounds.append(raw["worker_cpu"] * 1000 / raw["requests"])
+        self.busiest_rounds.append(raw["busiest_worker"])
         self.worker_cpu += raw["worker_cpu"]
         self.db_cpu = None if self.db_cpu is None or raw["db_cpu"] is None else self.db_cpu + raw["db_cpu"]
         self.logins += raw["logins"]
@@ -126,7 +128,7 @@ def load(
     workers = child_pids(run.server.pid)
     metered = meter_read(run.meter_file) if requests else None
     db_pid = run.admin.local_pid()
-    worker_cpu = sum(cpu_seconds(pid) for pid in workers)
+    worker_before = {pid: cpu_seconds(pid) for pid in workers}
     db_cpu = cpu_seconds(db_pid) if db_pid else None
     logins = run.admin.logins()
     connections = concurrency or run.params.concurrency
@@ -168,7 +170,11 @@ def load(
             raise BenchError(f"load generator failed: {done.stderr.decode(errors='replace')[-2000:]}")
         raw = json.loads(done.stdout)
     raw["logins"] = run.admin.logins() - logins - 1  # minus the admin connection that read the counter
-    raw["worker_cpu"] = sum(cpu_seconds(pid) for pid in workers) - worker_cpu
+    used = [cpu_seconds(pid) - before for pid, before in worker_before.items()]
+    raw["worker_cpu"] = sum(used)
+    # wrk opens its connections once and keeps them: gunicorn may give most of them to one worker,
+    # whose threads then contend for its interpreter (more CPU per request, half the throughput).
+    raw["busiest_worker"] = max(used) / sum(used) if sum(used) > 0 else 0.0
     raw["db_cpu"] = cpu_seconds(db_pid) - db_cpu if db_pid and db_cpu is not None else None
     if metered is not None:  # an interleaved load: what each variant cost
         time.sleep(0.2)  # a worker thread counts a request just after answering it
@@ -217,6 +223,10 @@ def workers_rss(run: Run) -> list[float]:
 # Figure 1: request overhead
 
 
+# A load whose busiest worker used more than this share of the workers' CPU is reported as lopsided.
+LOPSIDED_SHARE = 0.75
+
+
 def overhead_measure(run: Run) -> None:
     """Figure 1: one tenant's list, with and without its API key, against the plain view.
 
@@ -249,7 +259,8 @@ def overhead_measure(run: Run) -> None:
                 result.add(load(run, paths, duration=p.duration, **kwargs))  # type: ignore[arg-type]
                 log(
                     f"round {r + 1}: {client} x{conns}: {result.label}: {result.rounds[-1]:.0f} req/s, "
-                    f"{result.cpu_rounds[-1]:.3f} ms CPU/req, p99 {result.p99_rounds[-1]:.2f} ms"
+                    f"{result.cpu_rounds[-1]:.3f} ms CPU/req, p99 {result.p99_rounds[-1]:.2f} ms, "
+                    f"busiest worker {result.busiest_rounds[-1]:.0%} of the CPU"
                 )
 
     def median_ratio(a: list[float], b: list[float]) -> float:
@@ -293,6 +304,22 @@ def overhead_measure(run: Run) -> None:
                     p99 <= 1.2,
                 )
         lines.append("")
+    lopsided = [
+        f"{client} x{conns} {result.label} round {r + 1} ({share:.0%})"
+        for client, conns, variants in blocks
+        for result, _, _ in variants
+        for r, share in enumerate(result.busiest_rounds)
+        if conns > 1 and share > LOPSIDED_SHARE  # one connection is served by one worker anyway
+    ]
+    lines += [
+        "Loads of several connections where one of the two workers used more than "
+        f"{LOPSIDED_SHARE:.0%} of the workers' CPU (wrk opens its connections once, and gunicorn may give "
+        "most of them to one worker, whose threads then contend for its interpreter: more CPU per request "
+        "and about half the throughput, whatever the route): "
+        + ("; ".join(lopsided) if lopsided else "none")
+        + ". The interleaved figures below are immune: every variant shares the same connections.",
+        "",
+    ]
     lines += _interleaved_measure(run, kept, tenant[0], key_header)
     if p.callgrind:
         lines += _instructions_measure(run)

@@ -318,6 +318,16 @@ def test_a_module_path_is_resolved_once_and_each_caller_gets_its_own_match(monke
         assert match.view_name == reference.view_name == "test_v1:animal-detail"
     assert ours.route == reference.route
     assert second.kwargs == {"tenant_id": "7", "version": "1.4", "pk": 9}
+    # Another tenant's path is the same match but for its id: remembered once for every tenant.
+    other = dispatch.resolve("0812/test/v1.4/animals/9")
+    assert len(asked) == 1 and len(dispatch._resolved) == 1
+    reference = _reference_resolver().resolve("/0812/test/v1.4/animals/9")
+    assert (other.func, other.args, other.kwargs) == (reference.func, reference.args, reference.kwargs)
+    assert other.kwargs["tenant_id"] == "0812" and second.kwargs["tenant_id"] == "7"
+    # Not a tenant id for the mounts (20 digits, other digits than ASCII): never from memory.
+    for path in ("12345678901234567890/test/v1.4/animals/9", "\u0667/test/v1.4/animals/9"):
+        with pytest.raises(Resolver404):
+            dispatch.resolve(path)
 
 
 def test_remembered_module_paths_stay_bounded_and_failures_are_not_remembered(monkeypatch):
@@ -336,3 +346,29 @@ def test_remembered_module_paths_stay_bounded_and_failures_are_not_remembered(mo
     assert dispatch._resolved == {}
     assert dispatch.resolve("health").url_name == "health"  # a platform path: resolved over the whole list
     assert dispatch._resolved == {}
+
+
+def test_a_mount_with_a_pattern_ahead_that_may_match_a_tenant_path_is_resolved_every_time():
+    """Only a `path()` route starting with a letter is sure never to match `<id>/…`: behind
+    anything else, remembering `test/v1/animals` for every tenant id could hide that pattern."""
+    from django.http import HttpResponse
+    from django.urls import path, re_path
+
+    from m3saas.modules.urls import ModuleDispatch, _never_a_tenant_path, module_urlpatterns
+
+    def shadow(request: Any) -> HttpResponse:
+        return HttpResponse()
+
+    ahead = re_path(r"^5/test/v1/animals$", shadow, name="shadow")
+    dispatch = ModuleDispatch("", [ahead, *module_urlpatterns()])
+    assert dispatch.resolve("7/test/v1/animals").url_name == "animal-list"
+    assert dispatch.resolve("5/test/v1/animals").url_name == "shadow"
+    assert dispatch.resolve("7/test/v1/animals").url_name == "animal-list"
+    assert dispatch._resolved == {}
+    assert _never_a_tenant_path(path("bench/plain", shadow))
+    assert not _never_a_tenant_path(path("<int:n>/x", shadow))
+    assert not _never_a_tenant_path(path("", shadow))
+    assert not _never_a_tenant_path(ahead)
+    behind_a_letter = ModuleDispatch("", [path("health", shadow, name="health"), *module_urlpatterns()])
+    assert behind_a_letter.resolve("7/test/v1/animals").kwargs["tenant_id"] == "7"
+    assert list(behind_a_letter._resolved) == ["test/v1/animals"]

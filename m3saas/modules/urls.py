@@ -13,9 +13,9 @@ from m3saas.tenancy.paths import TENANT_ID_PATTERN
 
 # What every module mount's pattern starts with: the module's name and the major version's digits.
 _MOUNT_KEY_RE = re.compile(rf"^{TENANT_ID_PATTERN}/(?P<module>[^/]+)/v(?P<major>[0-9]+)[./]")
-# Module paths a dispatcher has resolved, remembered up to this many (then all forgotten at once):
-# a tenant's few endpoints, over many tenants. Made-up paths that resolve (`animals/<any pk>`) can
-# only churn it, back to resolving as Django does.
+# Module paths a dispatcher has resolved, without their tenant id, remembered up to this many (then
+# all forgotten at once): the endpoints of the modules, whatever the number of tenants. Made-up paths
+# that resolve (`animals/<any pk>`) can only churn it, back to resolving as Django does.
 RESOLVED_MAX = 4096
 
 
@@ -46,11 +46,15 @@ class ModuleDispatch(URLResolver):
     path) is resolved over the whole list, as before. Reversing, the schema generator and Django's
     checks see the whole list (`url_patterns`).
 
-    A module path's match is then remembered (`RESOLVED_MAX`): the same path resolves the same
-    way for as long as these patterns exist, and the resolution of a module path through the
-    mount's `include()` was 40 % of the Python the tenant route added to a request (issue 16,
-    `bench.profile --opcodes`). Each caller gets its own copy, so nothing a caller changes in
-    it reaches the next request. Paths that do not resolve are not remembered.
+    A module path's match is then remembered (`RESOLVED_MAX`) under the path without its tenant
+    id: the mount's pattern takes any id alike, so `/7/test/v1/animals` resolves as `/8/…` does
+    but for the `tenant_id` argument, and the memo does not grow with the tenants. That holds
+    while nothing listed ahead of the mount can match a path that starts with a tenant id: a
+    mount with anything else ahead of it (only a `path()` route starting with a letter is sure
+    not to) is resolved every time. The resolution of a module path through the mount's
+    `include()` was 40 % of the Python the tenant route added to a request (issue 16,
+    `bench.profile --opcodes`). Each caller gets its own copy, so nothing a caller changes in it
+    reaches the next request. Paths that do not resolve are not remembered.
     """
 
     def __init__(self, route: str, patterns: list[URLPattern | URLResolver]) -> None:
@@ -58,44 +62,63 @@ class ModuleDispatch(URLResolver):
         super().__init__(pattern, patterns)
         keys = {m.label: (m.name, str(m.major)) for m in module_versions().values()}
         ahead: list[URLPattern | URLResolver] = []
-        self._by_mount: dict[tuple[str, str], URLResolver] = {}
+        # (module, major) → the resolver of that mount, and whether its matches may be remembered.
+        self._by_mount: dict[tuple[str, str], tuple[URLResolver, bool]] = {}
         for item in patterns:
             key = keys.get(getattr(item, "namespace", None) or "")
             if key is None:
                 ahead.append(item)
             else:
-                self._by_mount[key] = URLResolver(pattern, [*ahead, item])
+                rememberable = all(_never_a_tenant_path(other) for other in ahead)
+                self._by_mount[key] = (URLResolver(pattern, [*ahead, item]), rememberable)
+        # The path after the tenant id (`test/v1/animals`) → its match, `tenant_id` aside.
         self._resolved: dict[str, ResolverMatch] = {}
 
     def resolve(self, path: Any) -> ResolverMatch:
         text = str(path)
-        known = self._resolved.get(text)
-        if known is not None:
-            return _match_copy(known)
         matched = self.pattern.match(text)
+        tenant_id = rest = ""
+        if matched:
+            tenant_id, _, rest = matched[0].partition("/")
+            # What the mounts' TENANT_ID_PATTERN takes: 1-19 ASCII digits.
+            if rest and len(tenant_id) <= 19 and tenant_id.isascii() and tenant_id.isdigit():
+                known = self._resolved.get(rest)
+                if known is not None:
+                    return _match_copy(known, tenant_id)
         found = _MOUNT_KEY_RE.match(matched[0]) if matched else None
-        one = self._by_mount.get((found["module"], found["major"])) if found else None
-        if one is not None:
+        mount = self._by_mount.get((found["module"], found["major"])) if found else None
+        if mount is not None:
+            one, rememberable = mount
             try:
                 match = one.resolve(text)
             except Resolver404:
                 pass
             else:
+                if not (rememberable and rest and match.kwargs.get("tenant_id") == tenant_id):
+                    return match
                 if len(self._resolved) >= RESOLVED_MAX:
                     self._resolved.clear()
-                self._resolved[text] = match
-                return _match_copy(match)
+                self._resolved[rest] = match
+                return _match_copy(match, tenant_id)
         return super().resolve(text)
 
 
-def _match_copy(match: ResolverMatch) -> ResolverMatch:
-    """A remembered match for one caller: its own arguments, names and tried patterns. (A match
-    from `URLResolver.resolve` always holds these as dicts and lists, never None.)"""
+def _never_a_tenant_path(item: URLPattern | URLResolver) -> bool:
+    """Whether `item` cannot match a path that starts with a tenant id: a `path()` route (or
+    include) whose route starts with a letter. Anything else might."""
+    pattern = item.pattern
+    route = str(pattern) if isinstance(pattern, RoutePattern) else ""
+    return bool(route) and route[0].isascii() and route[0].isalpha()
+
+
+def _match_copy(match: ResolverMatch, tenant_id: str) -> ResolverMatch:
+    """A remembered match for one caller and tenant id: its own arguments, names and tried
+    patterns. (A match from `URLResolver.resolve` always holds these as dicts and lists.)"""
     fields = match.__dict__
     copy = ResolverMatch.__new__(ResolverMatch)
     copy.__dict__ = {
         **fields,
-        "kwargs": dict(fields["kwargs"]),
+        "kwargs": {**fields["kwargs"], "tenant_id": tenant_id},
         "captured_kwargs": dict(fields["captured_kwargs"]),
         "extra_kwargs": dict(fields["extra_kwargs"]),
         "app_names": list(fields["app_names"]),

@@ -312,7 +312,7 @@ def overhead_measure(run: Run) -> None:
         if conns > 1 and share > LOPSIDED_SHARE  # one connection is served by one worker anyway
     ]
     lines += [
-        "Loads of several connections where one of the two workers used more than "
+        f"Loads of several connections where one of the {GUNICORN_WORKERS} workers used more than "
         f"{LOPSIDED_SHARE:.0%} of the workers' CPU (wrk opens its connections once, and gunicorn may give "
         "most of them to one worker, whose threads then contend for its interpreter: more CPU per request "
         "and about half the throughput, whatever the route): "

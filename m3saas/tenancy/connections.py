@@ -46,7 +46,7 @@ class TenantConnectionHandler(ConnectionHandler):
     alias in `settings`, and calls it three times per request (`close_old_connections` twice,
     `reset_queries`): with every tenant a worker ever served registered, that is O(tenants) per
     request (measured: +5 ms per request with 1,000 registered tenants). Here it is
-    O(this thread's wrappers), in least recently used order (see `tenant_connection_used`).
+    O(this thread's wrappers), in least recently used order (see `mark_used`).
 
     A tenant wrapper whose connection the trims closed is *parked*: out of Django's store (so
     it costs nothing per request) but kept, up to `PARKED_WRAPPERS_PER_THREAD`, and put back on
@@ -336,11 +336,6 @@ def _close_in_this_thread(alias: str) -> None:
             # Drop the wrapper so the next use reads the new settings.
             del connections[alias]
             return
-
-
-def tenant_connection_used(alias: str) -> None:
-    """Mark `alias` as this thread's most recently used connection (closed last by the trims)."""
-    _handler.mark_used(alias)
 
 
 def _open_tenant_connections() -> list[BaseDatabaseWrapper]:

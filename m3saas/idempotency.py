@@ -45,6 +45,9 @@ from m3saas.tenancy.context import tenant_current_or_none
 logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
+# The header as WSGI and ASGI name it in `request.META`, read only for a write: `request.headers`
+# copies every header of the request (DRF's views build it anyway; a plain Django view need not).
+_META_NAME = "HTTP_" + HEADER.upper().replace("-", "_")
 REPLAYED_HEADER = "Idempotent-Replayed"
 METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 KEY_MAX_LENGTH = 255
@@ -205,9 +208,11 @@ class IdempotencyMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        raw = request.headers.get(HEADER)
+        if request.method not in METHODS:
+            return self.get_response(request)
+        raw = request.META.get(_META_NAME)
         tenant = tenant_current_or_none()
-        if raw is None or tenant is None or request.method not in METHODS:
+        if raw is None or tenant is None:
             return self.get_response(request)
         alias = tenant.alias
         try:

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connections
-from django.test import override_settings
+from django.http import HttpRequest, HttpResponse
+from django.test import RequestFactory, override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from m3saas.bookkeeping.models import IdempotencyKey
-from m3saas.idempotency import idempotency_keys_purge
+from m3saas.idempotency import IdempotencyMiddleware, idempotency_keys_purge
+from m3saas.tenancy.context import use_tenant
 from modules.test.v1.models import Animal
 from tenants.cron import crons_run
 from tests.idempotency_middleware import HoldFirstWriteMiddleware
@@ -291,3 +293,17 @@ def test_a_retry_with_the_same_api_key_in_another_spelling_is_replayed(tenant, c
     assert post(client, tenant, "owl", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 201
     retried = post(client, tenant, "owl", HTTP_AUTHORIZATION=f"Api-Key {key}")
     assert retried.status_code == 201 and retried["Idempotent-Replayed"] == "true"
+
+
+def test_a_read_is_passed_on_without_copying_the_request_headers(tenant):
+    """`request.headers` copies every header; a read never needs the key, so it is not built (issue 16)."""
+    built: list[bool] = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        built.append("headers" in request.__dict__)
+        return HttpResponse()
+
+    request = RequestFactory().get(animals(tenant), HTTP_IDEMPOTENCY_KEY="key-1")
+    with use_tenant(tenant):
+        assert IdempotencyMiddleware(view)(request).status_code == 200
+    assert built == [False]

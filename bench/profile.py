@@ -267,7 +267,7 @@ def _steps(tenant: Any, key: str) -> None:
     from django.test import RequestFactory
 
     from m3saas.access import rate_limit_hit
-    from m3saas.tenancy.cache import master_cached
+    from m3saas.tenancy.cache import master_cache_generation, master_cached
     from m3saas.tenancy.connections import (
         tenant_connection_make_room,
         tenant_connection_register,
@@ -286,6 +286,7 @@ def _steps(tenant: Any, key: str) -> None:
     middleware = TenantMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
     request = RequestFactory().get(f"/{tenant.id}/test/v1/animals")
     limit = tenant_rate_limit_get(tenant_id=tenant.id)
+    generation = master_cache_generation()
 
     def entered() -> None:
         with use_tenant(tenant):
@@ -302,7 +303,9 @@ def _steps(tenant: Any, key: str) -> None:
 
     steps: dict[str, Callable[[], object]] = {
         "path regex (middleware)": lambda: middleware.path_regex.match(request.path_info),
-        "_api_key, no key sent": lambda: middleware._api_key(request, tenant_id=tenant.id, module="test"),
+        "_api_key, no key sent": lambda: middleware._api_key(
+            request, tenant_id=tenant.id, module="test", generation=generation
+        ),
         "api_key_authenticate (cached key, SHA-256)": lambda: api_key_authenticate(key=key, tenant_id=tenant.id),
         "master_cached, one hit (generation check + front)": lambda: master_cached(f"tenant:id:{tenant.id}", dict),
         "tenant_info_get (cached)": lambda: tenant_info_get(tenant_id=tenant.id),
@@ -510,7 +513,7 @@ def _ablate(
         ],
         "router: module model to the tenant's alias": [(TenantRouter, "_db_for", lambda self, model, **h: info.alias)],
         "keyed: api_key_authenticate (cached key, SHA-256, use record)": [
-            ("tenants.middleware", "api_key_authenticate", lambda **k: key_info)
+            ("tenants.middleware", "api_key_authenticate_under", lambda **k: key_info)
         ],
         "keyed: rate_limit_hit (tenant and key counters)": [("tenants.middleware", "rate_limit_hit", noop)],
         "keyed: master generation read per master_cached": [(tenancy_cache, "_generation", lambda: generation)],

@@ -243,8 +243,13 @@ def api_key_authenticate(*, key: str, tenant_id: int) -> ApiKeyInfo:
     Every failure (malformed, unknown, wrong secret, revoked, expired, another tenant's) is the
     same error, so the answer says nothing about the tenant.
     """
+    return api_key_authenticate_under(key=key, tenant_id=tenant_id, generation=master_cache_generation())
+
+
+def api_key_authenticate_under(*, key: str, tenant_id: int, generation: str | None) -> ApiKeyInfo:
+    """`api_key_authenticate` under the master generation the caller read for its request (the
+    tenant middleware reads it once for the key and the route)."""
     seen = hashlib.blake2b(key.encode()).digest()
-    generation = master_cache_generation()
     verified = _verified.get(seen)
     now = time.monotonic()
     if verified is not None and verified[0] == generation and verified[1] > now:

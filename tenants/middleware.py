@@ -49,7 +49,7 @@ from m3saas.tenancy.info import TenantInfo
 from m3saas.tenancy.ownership import tenant_owner_verify
 from m3saas.tenancy.paths import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
 from m3saas.traffic import traffic_count
-from tenants.api_keys import api_key_authenticate, tenant_rate_limit_get
+from tenants.api_keys import api_key_authenticate_under, tenant_rate_limit_get
 from tenants.moves import tenant_moving_check
 from tenants.selectors import tenant_info_get
 from tenants.services import State, tenant_ready_ensure
@@ -121,10 +121,12 @@ class TenantMiddleware:
     def _serve(self, request: HttpRequest, match: re.Match[str]) -> HttpResponse:
         tenant_id = int(match["tenant"])
         module, segment = match["module"], match["version"]
+        # The request's: the key and every master read of the route use it.
+        generation = master_cache_generation()
         try:
             # First: a caller without this tenant's key learns nothing of the tenant or its modules.
-            api_key = self._api_key(request, tenant_id=tenant_id, module=module)
-            route, version = self._route(request, tenant_id, module, segment, keyed=api_key is not None)
+            api_key = self._api_key(request, tenant_id=tenant_id, module=module, generation=generation)
+            route, version = self._route(request, tenant_id, module, segment, generation, keyed=api_key is not None)
             tenant = route.tenant
             if api_key is None:
                 # Callers without a key (public views) are counted apart, per client address: they
@@ -170,12 +172,11 @@ class TenantMiddleware:
 
     @staticmethod
     def _route(
-        request: HttpRequest, tenant_id: int, module: str, segment: str | None, *, keyed: bool
+        request: HttpRequest, tenant_id: int, module: str, segment: str | None, generation: str | None, *, keyed: bool
     ) -> tuple[_Route, Version]:
-        """The route as remembered for the current master generation, else checked again (the
-        tenant, its subscription to the module version, its own rate limit), and the version the
-        segment asks for (raises 4xx)."""
-        generation = master_cache_generation()  # the request's: every master read below uses it
+        """The route as remembered for `generation` (the request's master generation), else
+        checked again (the tenant, its subscription to the module version, its own rate limit),
+        and the version the segment asks for (raises 4xx)."""
         route = _routes.get((tenant_id, module))
         if route is not None and route.generation == generation and route.expires > time.monotonic():
             request._traffic_tenant_id = tenant_id  # type: ignore[attr-defined]
@@ -205,7 +206,9 @@ class TenantMiddleware:
         _routes[(tenant_id, module)] = route
         return route, version
 
-    def _api_key(self, request: HttpRequest, *, tenant_id: int, module: str) -> ApiKeyInfo | None:
+    def _api_key(
+        self, request: HttpRequest, *, tenant_id: int, module: str, generation: str | None
+    ) -> ApiKeyInfo | None:
         """The caller's key for this tenant, or None where no key is needed; raises 401/403.
 
         A key that is sent must be valid, even where none is needed. A key's limits (modules,
@@ -221,7 +224,7 @@ class TenantMiddleware:
             raise NotAuthenticatedError()
         if not sent:
             raise NotAuthenticatedError()
-        api_key = api_key_authenticate(key=sent, tenant_id=tenant_id)
+        api_key = api_key_authenticate_under(key=sent, tenant_id=tenant_id, generation=generation)
         if api_key.allows(module=module, method=request.method or "GET"):
             return api_key
         if module_api_access() == ACCESS_PUBLIC or self._view_is_public(request):

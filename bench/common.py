@@ -67,6 +67,9 @@ class Params:
             raise BenchError(f"--tenants ({params.tenants}) must be above --few ({params.few}), which is at least 1")
         if params.only - set(range(1, 9)):
             raise BenchError(f"--only takes figure numbers 1-8, not {sorted(params.only)}")
+        # Checked before the run, not when its report is written at the end of it.
+        if params.output.is_dir():
+            raise BenchError(f"--output names a directory: give a file, e.g. {params.output / 'performance.md'}")
         return params
 
     def measures(self, figure: int) -> bool:

@@ -134,6 +134,17 @@ def test_figure_1_clients_are_parsed_and_refused_in_one_line():
             _clients(bad)
 
 
+def test_an_output_that_names_a_directory_is_refused_before_the_run(tmp_path):
+    from bench.common import BenchError, Params
+    from bench.run import parse_args
+
+    with pytest.raises(BenchError, match="--output names a directory"):
+        Params.from_args(parse_args(["--output", str(tmp_path)]))
+    # A file in a directory still to be made is fine: the report makes it.
+    wanted = tmp_path / "var" / "report.md"
+    assert Params.from_args(parse_args(["--output", str(wanted)])).output == wanted
+
+
 @pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed (make bench-deps)")
 def test_wrk_reports_requests_percentiles_and_errors(http_server):
     from bench.wrk import wrk_run

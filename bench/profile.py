@@ -306,7 +306,9 @@ def _steps(tenant: Any, key: str) -> None:
         "_api_key, no key sent": lambda: middleware._api_key(
             request, tenant_id=tenant.id, module="test", generation=generation
         ),
-        "api_key_authenticate (cached key, SHA-256)": lambda: api_key_authenticate(key=key, tenant_id=tenant.id),
+        "api_key_authenticate (cached key, SHA-256)": lambda: api_key_authenticate(
+            key=key, tenant_id=tenant.id, generation=generation
+        ),
         "master_cached, one hit (generation check + front)": lambda: master_cached(f"tenant:id:{tenant.id}", dict),
         "tenant_info_get (cached)": lambda: tenant_info_get(tenant_id=tenant.id),
         "resolve_module_version": lambda: resolve_module_version(tenant, "test", "v1"),
@@ -489,8 +491,10 @@ def _ablate(
 
     limit = tenant_rate_limit_get(tenant_id=tenant.id)
     info = tenant_info_get(tenant_id=tenant.id)
-    key_info = api_key_authenticate(key=variants["keyed"][1]["Authorization"].split()[1], tenant_id=tenant.id)
     generation = tenancy_cache._generation()
+    key_info = api_key_authenticate(
+        key=variants["keyed"][1]["Authorization"].split()[1], tenant_id=tenant.id, generation=generation
+    )
     version = __import__("m3saas.tenancy.paths", fromlist=["x"]).resolve_module_version(tenant, "test", "v1")
     noop = lambda *a, **k: None  # noqa: E731
     patches: dict[str, list[tuple[Any, str, Any]]] = {
@@ -513,7 +517,7 @@ def _ablate(
         ],
         "router: module model to the tenant's alias": [(TenantRouter, "_db_for", lambda self, model, **h: info.alias)],
         "keyed: api_key_authenticate (cached key, SHA-256, use record)": [
-            ("tenants.middleware", "api_key_authenticate_under", lambda **k: key_info)
+            ("tenants.middleware", "api_key_authenticate", lambda **k: key_info)
         ],
         "keyed: rate_limit_hit (tenant and key counters)": [("tenants.middleware", "rate_limit_hit", noop)],
         "keyed: master generation read per master_cached": [(tenancy_cache, "_generation", lambda: generation)],

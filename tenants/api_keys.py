@@ -237,18 +237,14 @@ _verified: dict[bytes, tuple[str, float, ApiKeyInfo]] = {}
 VERIFIED_MAX = 100_000
 
 
-def api_key_authenticate(*, key: str, tenant_id: int) -> ApiKeyInfo:
+def api_key_authenticate(*, key: str, tenant_id: int, generation: str | None) -> ApiKeyInfo:
     """The key's record if `key` is a usable key of tenant `tenant_id`; else `NotAuthenticatedError`.
 
-    Every failure (malformed, unknown, wrong secret, revoked, expired, another tenant's) is the
-    same error, so the answer says nothing about the tenant.
+    `generation` is the request's master generation (`master_cache_generation()`), which the
+    tenant middleware reads once for the key and the route. Every failure (malformed, unknown,
+    wrong secret, revoked, expired, another tenant's) is the same error, so the answer says
+    nothing about the tenant.
     """
-    return api_key_authenticate_under(key=key, tenant_id=tenant_id, generation=master_cache_generation())
-
-
-def api_key_authenticate_under(*, key: str, tenant_id: int, generation: str | None) -> ApiKeyInfo:
-    """`api_key_authenticate` under the master generation the caller read for its request (the
-    tenant middleware reads it once for the key and the route)."""
     seen = hashlib.blake2b(key.encode()).digest()
     verified = _verified.get(seen)
     now = time.monotonic()

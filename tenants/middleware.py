@@ -49,7 +49,7 @@ from m3saas.tenancy.info import TenantInfo
 from m3saas.tenancy.ownership import tenant_owner_verify
 from m3saas.tenancy.paths import PLATFORM_SEGMENTS, resolve_module_version, tenant_path_regex
 from m3saas.traffic import traffic_count
-from tenants.api_keys import api_key_authenticate_under, tenant_rate_limit_get
+from tenants.api_keys import api_key_authenticate, tenant_rate_limit_get
 from tenants.moves import tenant_moving_check
 from tenants.selectors import tenant_info_get
 from tenants.services import State, tenant_ready_ensure
@@ -224,7 +224,7 @@ class TenantMiddleware:
             raise NotAuthenticatedError()
         if not sent:
             raise NotAuthenticatedError()
-        api_key = api_key_authenticate_under(key=sent, tenant_id=tenant_id, generation=generation)
+        api_key = api_key_authenticate(key=sent, tenant_id=tenant_id, generation=generation)
         if api_key.allows(module=module, method=request.method or "GET"):
             return api_key
         if module_api_access() == ACCESS_PUBLIC or self._view_is_public(request):

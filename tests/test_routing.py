@@ -323,6 +323,7 @@ def test_a_module_path_is_resolved_once_and_each_caller_gets_its_own_match(monke
     assert len(asked) == 1 and len(dispatch._resolved) == 1
     reference = _reference_resolver().resolve("/0812/test/v1.4/animals/9")
     assert (other.func, other.args, other.kwargs) == (reference.func, reference.args, reference.kwargs)
+    assert other.captured_kwargs == reference.captured_kwargs  # no other tenant's id in any argument
     assert other.kwargs["tenant_id"] == "0812" and second.kwargs["tenant_id"] == "7"
     # Not a tenant id for the mounts (20 digits, other digits than ASCII): never from memory.
     for path in ("12345678901234567890/test/v1.4/animals/9", "\u0667/test/v1.4/animals/9"):
